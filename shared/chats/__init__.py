@@ -1,0 +1,1 @@
+"""Chats and their messages ("conversations" in the seed's words)."""

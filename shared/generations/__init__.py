@@ -1,0 +1,1 @@
+"""Generations: one run of a model answering a chat's last Human message."""

@@ -1,0 +1,49 @@
+"""Queries on generations. Status changes are conditional updates, so two processes
+racing to move one generation (a worker starting it, a web process cancelling it) never
+both win."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from shared.generations.models import ACTIVE_STATUSES, Generation
+
+
+class GenerationRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, generation_id: uuid.UUID) -> Generation | None:
+        return self.session.get(Generation, generation_id)
+
+    def active_for_chat(self, chat_id: uuid.UUID) -> Generation | None:
+        query = select(Generation).where(
+            Generation.chat_id == chat_id, Generation.status.in_(ACTIVE_STATUSES)
+        )
+        return self.session.scalars(query).first()
+
+    def add(self, generation: Generation) -> Generation:
+        self.session.add(generation)
+        self.session.flush()
+        return generation
+
+    def transition(
+        self, generation_id: uuid.UUID, *, from_: Iterable[str], **values: Any
+    ) -> bool:
+        """Set ``values`` if the status is one of ``from_``; True if this call did it."""
+        result = self.session.execute(
+            update(Generation)
+            .where(Generation.id == generation_id, Generation.status.in_(tuple(from_)))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def stale_active(self) -> list[Generation]:
+        query = select(Generation).where(Generation.status.in_(ACTIVE_STATUSES))
+        return list(self.session.scalars(query).all())

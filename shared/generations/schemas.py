@@ -1,0 +1,49 @@
+"""JSON shapes of generation events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from shared.generations.models import Generation
+
+
+def _ms(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round((end - start).total_seconds() * 1000, 1)
+
+
+def generation_info(generation: Generation) -> dict[str, Any]:
+    """Payload of the SSE ``generation`` event."""
+    return {
+        "generation_id": str(generation.id),
+        "chat_id": str(generation.chat_id),
+        "status": generation.status,
+        "kind": generation.kind,
+        "model": generation.model,
+        "attempt": generation.attempts,
+    }
+
+
+def usage(generation: Generation) -> dict[str, int]:
+    return {
+        "prompt_tokens": generation.prompt_tokens,
+        "completion_tokens": generation.completion_tokens,
+        "total_tokens": generation.prompt_tokens + generation.completion_tokens,
+    }
+
+
+def timings(generation: Generation) -> dict[str, float | None]:
+    """queue_ms: queued to started; ttft_ms: started to first token; decode rate."""
+    tokens_per_s = None
+    if generation.first_token_at and generation.finished_at and generation.completion_tokens > 1:
+        seconds = (generation.finished_at - generation.first_token_at).total_seconds()
+        if seconds > 0:
+            tokens_per_s = round((generation.completion_tokens - 1) / seconds, 1)
+    return {
+        "queue_ms": _ms(generation.created_at, generation.started_at),
+        "ttft_ms": _ms(generation.started_at, generation.first_token_at),
+        "total_ms": _ms(generation.created_at, generation.finished_at),
+        "tokens_per_s": tokens_per_s,
+    }

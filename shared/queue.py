@@ -1,0 +1,28 @@
+"""The job queue as the web tier sees it: a Celery client that sends tasks by name."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+GENERATE_TASK = "chatbot.generate"
+INFERENCE_QUEUE = "inference"
+
+
+def make_celery(name: str = "chatbot") -> Celery:
+    """A Celery app configured from ``celeryconfig`` (which reads ``shared.settings``)."""
+    app = Celery(name)
+    app.config_from_object("celeryconfig")
+    return app
+
+
+def enqueue_generation(
+    app: Celery, *, generation_id: str, request_id: str | None, expires_s: float
+) -> None:
+    """Queue a generation. ``expires_s``: a worker that gets it later drops it."""
+    app.send_task(
+        GENERATE_TASK,
+        args=[generation_id],
+        kwargs={"request_id": request_id},
+        queue=INFERENCE_QUEUE,
+        expires=expires_s,
+    )

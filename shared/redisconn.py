@@ -1,0 +1,25 @@
+"""Redis clients for both tiers, with Heroku's self-signed ``rediss://`` handled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from shared.settings import Settings
+
+
+def _options(settings: Settings) -> dict[str, Any]:
+    options: dict[str, Any] = {"health_check_interval": 30, "socket_keepalive": True}
+    if settings.redis_url.startswith("rediss://"):
+        options["ssl_cert_reqs"] = settings.redis_ssl_cert_reqs
+    return options
+
+
+def sync_client(settings: Settings) -> redis.Redis:
+    return redis.Redis.from_url(settings.redis_url, **_options(settings))
+
+
+def async_client(settings: Settings) -> aioredis.Redis:
+    return aioredis.Redis.from_url(settings.redis_url, **_options(settings))

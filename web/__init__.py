@@ -1,0 +1,1 @@
+"""The web tier: a thin Starlette app serving the JSON API and the SSE streams."""

@@ -1,0 +1,155 @@
+"""The Starlette application: ``create_app(settings)`` wires routes, middleware and the
+resources the lifespan opens (database engine, Redis, the token hub, the Celery client)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from shared.db import make_engine, make_sessionmaker
+from shared.errors import ChatbotError
+from shared.logs import configure_logging
+from shared.queue import make_celery
+from shared.redisconn import async_client
+from shared.settings import Settings, get_settings
+from shared.tokenhub import TokenHub
+from web.middleware import ApiKeyMiddleware, RequestContextMiddleware
+from web.openapi import build_openapi, render_docs
+from web.routes import chats, conversations, health, inference
+from web.state import AppState
+
+log = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+
+
+async def chatbot_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ChatbotError)
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = HTTP_CODES.get(exc.status_code, "http_error")
+    message = exc.detail
+    if exc.status_code == 404:
+        message = f"no route matches {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+    return JSONResponse(
+        {"error": {"code": code, "message": message}},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", exc_info=exc)
+    return JSONResponse(
+        {"error": {"code": "internal_error", "message": "internal error; see the server log"}},
+        status_code=500,
+    )
+
+
+def _install_sigterm_hook(state: AppState) -> None:
+    """End open streams with a final event as soon as the server is told to stop.
+
+    uvicorn waits for open responses before running the lifespan's shutdown, so the
+    streams must hear about SIGTERM/SIGINT directly; uvicorn's own handler still runs.
+    """
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if not callable(previous):
+            continue
+
+        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+            loop.call_soon_threadsafe(state.shutting_down.set)
+            previous(signum, frame)
+
+        with contextlib.suppress(ValueError):  # not the main thread (e.g. in tests)
+            signal.signal(sig, handler)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The ASGI app. ``settings`` defaults to the environment's."""
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        engine = make_engine(settings.sqlalchemy_url)
+        redis = async_client(settings)
+        hub = TokenHub(redis, grace_s=settings.stream_grace_s)
+        await hub.start()
+        state = AppState(
+            settings=settings,
+            engine=engine,
+            sessions=make_sessionmaker(engine),
+            redis=redis,
+            celery=make_celery("chatbot-web"),
+            hub=hub,
+        )
+        app.state.chatbot = state
+        _install_sigterm_hook(state)
+        try:
+            yield
+        finally:
+            state.shutting_down.set()
+            await hub.stop()
+            await redis.aclose()
+            engine.dispose()
+
+    routes: list[BaseRoute] = [
+        *chats.routes,
+        *conversations.routes,
+        *inference.routes,
+        *health.routes,
+    ]
+    document = build_openapi(routes, title="chatbot", version=VERSION)
+
+    async def openapi(request: Request) -> JSONResponse:
+        return JSONResponse(document)
+
+    async def docs(request: Request) -> HTMLResponse:
+        return HTMLResponse(render_docs(document))
+
+    routes += [
+        Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
+        Route("/docs", docs, methods=["GET"], include_in_schema=False),
+    ]
+    route_paths: dict[object, str] = {
+        route.endpoint: route.path for route in routes if isinstance(route, Route)
+    }
+    middleware = [
+        Middleware(RequestContextMiddleware, route_paths=route_paths),
+        Middleware(ApiKeyMiddleware, keys=settings.api_key_set),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={
+            ChatbotError: chatbot_error,
+            HTTPException: http_error,
+            Exception: internal_error,
+        },
+        lifespan=lifespan,
+    )
+
+
+def app_factory() -> Starlette:
+    """Entry point for ``uvicorn --factory web.app:app_factory``: logging from settings."""
+    settings = get_settings()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    return create_app(settings)

@@ -1,0 +1,89 @@
+"""Pure ASGI middleware: request ids, API keys, metrics and access logs."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+import uuid
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.errors import Unauthorized
+from shared.logs import request_id_var
+from web import metrics
+
+log = logging.getLogger("web.access")
+
+PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class RequestContextMiddleware:
+    """Gives each request an id (``X-Request-ID``, kept if the client sent a sane one),
+    counts it in the metrics and writes one access log line."""
+
+    def __init__(self, app: ASGIApp, *, route_paths: dict[object, str]) -> None:
+        self.app = app
+        self.route_paths = route_paths  # endpoint -> path template, for metric labels
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get("x-request-id", "")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = self.route_paths.get(scope.get("endpoint"), "unmatched")
+            elapsed = time.perf_counter() - started
+            metrics.REQUESTS.labels(scope["method"], route, str(status)).inc()
+            metrics.REQUEST_SECONDS.labels(route).observe(elapsed)
+            log.info(
+                "%s %s %s",
+                scope["method"],
+                scope["path"],
+                status,
+                extra={"status": status, "duration_ms": round(elapsed * 1000, 1), "route": route},
+            )
+            request_id_var.reset(token)
+
+
+class ApiKeyMiddleware:
+    """When API keys are configured, every route but health, metrics and docs needs one."""
+
+    def __init__(self, app: ASGIApp, *, keys: frozenset[str]) -> None:
+        self.app = app
+        self.keys = keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.keys or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        header = Headers(scope=scope).get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() == "bearer" and any(
+            secrets.compare_digest(key.strip(), known) for known in self.keys
+        ):
+            await self.app(scope, receive, send)
+            return
+        error = Unauthorized("missing or wrong API key: send 'Authorization: Bearer <key>'")
+        response = JSONResponse(
+            error.to_dict(), status_code=401, headers={"WWW-Authenticate": "Bearer"}
+        )
+        await response(scope, receive, send)

@@ -1,0 +1,160 @@
+"""Server-Sent Events: turning a generation's event stream into SSE frames.
+
+A reader subscribes to the live channel first, then replays the Redis Stream, then
+follows live events, dropping any it already sent (entry ids only grow). Tokens that are
+already waiting are sent as one event, so a lagging client catches up in few writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from shared.tokenbus import Event, entry_key, read_events
+from shared.tokenhub import RESYNC, TokenHub
+from web import metrics
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE = b": keep-alive\n\n"
+
+
+def frame(data: str, *, event: str | None = None, event_id: str | None = None) -> bytes:
+    """One SSE event; data with newlines becomes several ``data:`` lines, as SSE requires."""
+    lines = []
+    if event_id is not None:
+        lines.append(f"id: {event_id}")
+    if event is not None:
+        lines.append(f"event: {event}")
+    lines.extend(f"data: {line}" for line in data.replace("\r\n", "\n").split("\n"))
+    return ("\n".join(lines) + "\n\n").encode("utf-8")
+
+
+def parse_last_event_id(value: str | None) -> tuple[uuid.UUID, str] | None:
+    """``<generation id>:<stream entry id>`` or None when absent or not ours."""
+    if not value:
+        return None
+    generation, _, entry = value.strip().partition(":")
+    try:
+        generation_id = uuid.UUID(generation)
+        entry_key(entry)
+    except ValueError:
+        return None
+    return generation_id, entry
+
+
+@dataclass
+class Watchdog:
+    """Called every ``interval_s`` while a stream is quiet, with how long it has been quiet.
+    It may end a generation nobody is working on by appending a terminal event."""
+
+    check: Callable[[float], Awaitable[None]]
+    interval_s: float
+
+
+def _render(generation_id: str, events: list[Event]) -> list[bytes]:
+    """SSE frames for a batch of events, with consecutive tokens merged into one."""
+    frames: list[bytes] = []
+    tokens: list[str] = []
+    last_token_id = ""
+
+    def flush() -> None:
+        if tokens:
+            frames.append(frame("".join(tokens), event_id=f"{generation_id}:{last_token_id}"))
+            metrics.STREAM_EVENTS.labels("token").inc()
+            tokens.clear()
+
+    for event in events:
+        if event.type == "token":
+            tokens.append(event.data)
+            last_token_id = event.entry_id
+            continue
+        flush()
+        frames.append(frame(event.data, event=event.type,
+                            event_id=f"{generation_id}:{event.entry_id}"))
+        metrics.STREAM_EVENTS.labels(event.type).inc()
+    flush()
+    return frames
+
+
+async def stream_generation(
+    *,
+    redis: Redis,
+    hub: TokenHub,
+    generation_id: str,
+    after: str | None,
+    keepalive_s: float,
+    watchdog: Watchdog,
+    shutting_down: asyncio.Event,
+) -> AsyncIterator[bytes]:
+    """SSE bytes of one generation from just after entry ``after`` to its terminal event."""
+    metrics.ACTIVE_STREAMS.inc()
+    try:
+        async with hub.subscribe(generation_id) as subscription:
+            last = after
+            pending = await read_events(redis, generation_id, after=last)
+            quiet_since = last_write = time.monotonic()
+            while True:
+                if pending:
+                    unique = {e.entry_id: e for e in pending}.values()
+                    fresh = sorted(
+                        (e for e in unique
+                         if last is None or entry_key(e.entry_id) > entry_key(last)),
+                        key=lambda e: entry_key(e.entry_id),
+                    )
+                    if fresh:
+                        for chunk in _render(generation_id, fresh):
+                            yield chunk
+                        last = fresh[-1].entry_id
+                        last_write = time.monotonic()
+                        quiet_since = time.monotonic()
+                        if any(e.terminal for e in fresh):
+                            return
+                    pending = []
+                wait = min(keepalive_s, watchdog.interval_s)
+                get = asyncio.ensure_future(subscription.queue.get())
+                stop = asyncio.ensure_future(shutting_down.wait())
+                done, _ = await asyncio.wait({get, stop}, timeout=wait,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                for task in (get, stop):
+                    if task not in done:
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
+                if stop in done:
+                    yield frame(json.dumps({"error": {
+                        "code": "server_shutdown",
+                        "message": "the server is restarting: reconnect to resume the stream",
+                    }}), event="error")
+                    return
+                if get not in done:
+                    now = time.monotonic()
+                    if now - last_write >= keepalive_s:
+                        yield KEEPALIVE
+                        last_write = now
+                    quiet_s = now - quiet_since
+                    if quiet_s >= watchdog.interval_s:
+                        await watchdog.check(quiet_s)
+                        pending = await read_events(redis, generation_id, after=last)
+                    continue
+                item = get.result()
+                if item is RESYNC:
+                    pending = await read_events(redis, generation_id, after=last)
+                    continue
+                pending = [item]
+                while not subscription.queue.empty():
+                    more = subscription.queue.get_nowait()
+                    if more is RESYNC:
+                        pending += await read_events(redis, generation_id, after=last)
+                    else:
+                        pending.append(more)
+    finally:
+        metrics.ACTIVE_STREAMS.dec()

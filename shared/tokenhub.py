@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 RESYNC = None
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity, kept in sets
 class Subscription:
     """A local listener of one generation."""
 

@@ -1,0 +1,214 @@
+"""Main-text extraction, passage splitting and ranking."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import trafilatura
+
+from worker.internet.extract import extract_document, split_passages
+from worker.internet.rank import (
+    Candidate,
+    analyse_question,
+    rank_passages,
+    score_passages,
+    stem,
+    tokenize,
+)
+
+PAGE = """<?xml version="1.0" encoding="utf-8"?>
+<!DOCTYPE html><html><head><title>Lake Baikal facts | Lakes of the World</title></head>
+<body>
+<nav><a href="/">Home</a> <a href="/lakes">All lakes</a> <a href="/shop">Shop</a></nav>
+<div class="cookie"><p>We use cookies. Accept all cookies to continue browsing.</p></div>
+<article>
+<h1>Lake Baikal facts</h1>
+<p>Lake Baikal is a rift lake in Siberia, Russia, and the deepest lake in the world.</p>
+<h2>Depth</h2>
+<p>The lake reaches a maximum depth of 1,642 metres, and its average depth is 744 metres,
+which makes it deeper than any other lake on Earth by a wide margin.</p>
+<h2>Wildlife</h2>
+<p>Baikal is home to the nerpa, one of the only freshwater seals. It lives nowhere else and
+feeds mostly on golomyanka, a translucent oily fish found only in the lake.</p>
+<table><tr><th>Area</th><td>31,722 km2</td></tr><tr><th>Age</th><td>25 million years</td></tr>
+</table>
+</article>
+<footer><p>Copyright 2024 Lakes of the World. All rights reserved. Privacy. Terms.</p></footer>
+</body></html>"""
+
+
+def test_extract_keeps_the_article_and_drops_the_clutter() -> None:
+    document = extract_document(PAGE, url="https://lakes.example/baikal")
+
+    assert document.title == "Lake Baikal facts"
+    assert "maximum depth of 1,642 metres" in document.text
+    assert "| Area | 31,722 km2 |" in document.text
+    assert "Lake Baikal facts" not in document.text.split("\n")[0]  # title line dropped
+    for clutter in ("All lakes", "cookies", "Copyright", "|---"):
+        assert clutter not in document.text
+
+
+def test_extract_falls_back_when_trafilatura_finds_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(trafilatura, "bare_extraction", lambda *args, **kwargs: None)
+
+    document = extract_document(PAGE, url="https://lakes.example/baikal")
+
+    assert document.title == "Lake Baikal facts | Lakes of the World"
+    assert "maximum depth of 1,642 metres" in document.text
+    assert "| Age | 25 million years |" in document.text
+    assert "All lakes" not in document.text and "Copyright" not in document.text
+
+
+def test_extract_plain_text() -> None:
+    text = "Baikal notes\n\nThe lake is deep.\nVery deep.\n\n\nIt is old."
+    document = extract_document(text, url="https://x.example/a.txt", content_type="text/plain")
+    assert document.title == "Baikal notes"
+    assert document.text.split("\n") == [
+        "Baikal notes",
+        "The lake is deep. Very deep.",
+        "It is old.",
+    ]
+
+
+def test_passages_follow_headings_and_merge_short_paragraphs() -> None:
+    text = "\n".join(
+        [
+            "History",
+            "Short one.",
+            "Another short paragraph here.",
+            "Climate",
+            " ".join(["word"] * 45) + ".",
+            "Tail.",
+        ]
+    )
+    passages = split_passages(text, max_words=100, min_words=10)
+    assert [(p.heading, p.text) for p in passages] == [
+        ("History", "Short one. Another short paragraph here."),
+        ("Climate", " ".join(["word"] * 45) + "."),
+        ("Climate", "Tail."),
+    ]
+    assert [p.position for p in passages] == [0, 1, 2]
+
+
+def test_long_paragraphs_are_cut_at_sentences_with_overlap() -> None:
+    sentences = [
+        f"Sentence number {n} says something about the lake and its fish." for n in range(30)
+    ]
+    passages = split_passages(" ".join(sentences), max_words=60, min_words=20)
+
+    assert len(passages) > 3
+    for passage in passages:
+        assert len(passage.text.split()) <= 60
+        assert passage.text.endswith(".")
+    for before, after in itertools.pairwise(passages):
+        last_sentence = before.text.rsplit(". ", 1)[-1]
+        assert after.text.startswith(last_sentence.rstrip("."))
+
+
+def test_stemming_and_tokens() -> None:
+    assert {stem(w) for w in ("boil", "boils", "boiling", "boiled")} == {"boil"}
+    assert stem("running") == "run" and stem("cities") == "city" and stem("boxes") == "box"
+    assert stem("string") == "string" and stem("speed") == "speed" and stem("glass") == "glass"
+    assert tokenize("What is the height of the Eiffel Tower?") == ["height", "eiffel", "tower"]
+
+
+@pytest.mark.parametrize(
+    ("question", "expects"),
+    [
+        ("How many moons does Jupiter have?", "number"),
+        ("What is the population of Iceland?", "number"),
+        ("At what temperature does seawater freeze?", "number"),
+        ("When did the Berlin Wall fall?", "date"),
+        ("In which year was the Eiffel Tower built?", "date"),
+        ("Who discovered penicillin?", None),
+    ],
+)
+def test_question_shapes(question: str, expects: str | None) -> None:
+    assert analyse_question(question).expects == expects
+
+
+def test_attribute_words_expand_the_question() -> None:
+    shape = analyse_question("How tall is Mount Everest?")
+    assert shape.terms == ["tall", "mount", "everest"]
+    assert {"height", "elevation"} <= set(shape.related)
+
+
+def candidates(*texts: str, source: str = "https://a.example/") -> list[Candidate]:
+    return [Candidate(text=text, source=source) for text in texts]
+
+
+def test_relevant_passage_beats_keyword_sharing_distractors() -> None:
+    pool = [
+        Candidate(
+            text="Boiling water at high altitude takes longer to cook pasta.",
+            source="https://cooking.example/",
+            title="Cooking pasta in the mountains",
+        ),
+        Candidate(
+            text="Pure water boils at 100 °C, or 212 °F, at sea-level pressure.",
+            source="https://units.example/",
+            title="Boiling point of water",
+            heading="Boiling point",
+        ),
+        Candidate(
+            text="Ethanol boils at 78 °C, lower than water.",
+            source="https://chem.example/",
+            title="Ethanol",
+        ),
+    ]
+    ranked = rank_passages(
+        "At what temperature does water boil?", pool, limit=3, budget_chars=10_000
+    )
+    assert ranked[0].candidate.source == "https://units.example/"
+    assert ranked[0].score > ranked[1].score
+
+
+def test_near_duplicates_are_kept_once() -> None:
+    text = (
+        "The Nile is about 6,650 km long and flows north through eleven countries before it "
+        "reaches the Mediterranean Sea through a wide delta north of Cairo, where most of "
+        "Egypt's farms and cities lie along its banks."
+    )
+    pool = [
+        Candidate(text=text, source="https://a.example/"),
+        Candidate(text=text.replace("about", "roughly"), source="https://b.example/"),
+        Candidate(text=f"Quoted: {text}", source="https://c.example/"),
+        Candidate(text="The Nile delta is in Egypt, where the Nile meets the sea.", source="d"),
+    ]
+    ranked = rank_passages("How long is the Nile?", pool, limit=4, budget_chars=10_000)
+    texts = [item.candidate.text for item in ranked]
+    assert sum("6,650" in t for t in texts) == 1
+    assert len(texts) == 2
+
+
+def test_budget_limit_and_sources_cap() -> None:
+    pool = candidates(*(f"Paris fact {n}: the Eiffel Tower is in Paris, France." for n in range(6)))
+    pool.append(Candidate(text="Eiffel Tower tickets in Paris.", source="https://b.example/"))
+
+    ranked = rank_passages("Eiffel Tower Paris", pool, limit=10, budget_chars=120)
+    assert sum(len(item.candidate.text) for item in ranked) <= 120
+
+    capped = rank_passages(
+        "Eiffel Tower Paris", pool, limit=10, budget_chars=10_000, max_per_source=2
+    )
+    assert [item.candidate.source for item in capped].count("https://a.example/") == 2
+    assert len(capped) == 3
+
+    assert len(rank_passages("Eiffel Tower Paris", pool, limit=2, budget_chars=10_000)) == 2
+
+
+def test_a_first_passage_longer_than_the_budget_is_cut() -> None:
+    pool = candidates("Everest " + "very " * 100 + "high.")
+    (only,) = rank_passages("Everest", pool, limit=3, budget_chars=50)
+    assert len(only.candidate.text) <= 50
+    assert only.candidate.text.endswith("…")
+
+
+def test_no_useful_question_words_keeps_search_order() -> None:
+    pool = candidates("first", "second", "third")
+    assert score_passages("what is it?", pool) == [0.0, 0.0, 0.0]
+    ranked = rank_passages("what is it?", pool, limit=3, budget_chars=1000)
+    assert [item.candidate.text for item in ranked] == ["first", "second", "third"]

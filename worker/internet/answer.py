@@ -1,0 +1,58 @@
+"""The internet generation kind: gather evidence, announce the sources, build the prompt."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+
+from shared.chats.models import Conversation
+from shared.errors import ChatbotError
+from shared.generations.models import Generation
+from shared.tokenbus import TokenWriter
+from worker.engine import ChatMessage
+from worker.generate import PREPARERS, Prepared
+from worker.internet.pipeline import gather_evidence
+from worker.internet.prompt import build_messages
+from worker.internet.search import SearchError
+from worker.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class SearchFailed(ChatbotError):
+    """The web search failed; sent as the stream's ``error`` event."""
+
+    code = "search_failed"
+
+    def __init__(self, error: SearchError) -> None:
+        super().__init__(f"web search failed: {error.reason}")
+        self.code = error.code  # type: ignore[misc]
+
+
+def prepare_internet(
+    runtime: Runtime, writer: TokenWriter, generation: Generation, history: list[Conversation]
+) -> Prepared:
+    settings = runtime.settings
+    question = history[-1].message
+    started = time.perf_counter()
+    try:
+        evidence = gather_evidence(question, settings=settings, redis=runtime.redis)
+    except SearchError as exc:
+        raise SearchFailed(exc) from exc
+    log.info("evidence gathered", extra={
+        "sources": len(evidence.sources), "degraded": evidence.degraded,
+        "seconds": round(time.perf_counter() - started, 3),
+    })
+    sources = [asdict(source) for source in evidence.sources]
+    writer.append("sources", {"sources": sources, "degraded": evidence.degraded,
+                              "notes": evidence.notes})
+    messages = build_messages(question, evidence, system_prompt=settings.system_prompt)
+    return Prepared(
+        messages=[ChatMessage(m["role"], m["content"]) for m in messages],  # type: ignore[arg-type]
+        sources=sources,
+        notes=evidence.notes,
+    )
+
+
+PREPARERS["internet"] = prepare_internet

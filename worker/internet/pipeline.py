@@ -1,0 +1,263 @@
+"""The internet retrieval pipeline: search (cached) → fetch (cached per page) → extract →
+passages → rank → numbered sources and the passages that quote them."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import serpapi
+from redis import Redis
+
+from shared.settings import Settings
+from worker.internet.cache import DEFAULT_NAMESPACE, WebCache
+from worker.internet.extract import Document, extract_document, split_passages
+from worker.internet.fetch import FetchedPage, fetch_pages
+from worker.internet.rank import Candidate, rank_passages
+from worker.internet.search import SEARCH_TIMEOUT_S, SearchResult, search, search_params
+
+log = logging.getLogger(__name__)
+
+# The search page's own evidence (answer box, knowledge panel) is usually on point: a
+# modest prior puts it ahead of a page passage with a similar BM25 score.
+FACT_PRIOR = 1.3
+# A result snippet stands in for a page that could not be read; it is thin evidence.
+SNIPPET_PRIOR = 0.8
+# Earlier search results are slightly more trustworthy: prior = 1 + RANK_PRIOR / position.
+RANK_PRIOR = 0.1
+MAX_PASSAGES_PER_SOURCE = 3
+_CHARS_PER_TOKEN = 3.5
+_SNIPPET_CHARS = 300
+
+
+@dataclass(frozen=True)
+class Source:
+    """A numbered source as the model cites it ([index]) and the user sees it."""
+
+    index: int
+    title: str
+    url: str
+    snippet: str
+
+
+@dataclass(frozen=True)
+class Passage:
+    """Quoted text from source number ``source_index``; ``score`` is its rank score."""
+
+    source_index: int
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What a source is called and where it lives, before it gets a number."""
+
+    title: str
+    url: str
+    snippet: str
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the answer may use. ``degraded`` means no page could be read and the passages
+    are search snippets; ``notes`` say, in words, what went wrong along the way."""
+
+    sources: list[Source] = field(default_factory=list)
+    passages: list[Passage] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    degraded: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (for the ``sources`` event and the saved message)."""
+        return asdict(self)
+
+
+def passage_budget_chars(settings: Settings) -> int:
+    """How many characters of quoted passages fit the model's window with room left for
+    the instructions, the question and the answer."""
+    prompt_tokens = settings.context_length - settings.max_new_tokens
+    # About two thirds of the prompt for the passages, at ~3.5 characters per token.
+    return max(800, int(prompt_tokens * _CHARS_PER_TOKEN * 2 / 3))
+
+
+def gather_evidence(
+    question: str,
+    *,
+    settings: Settings,
+    redis: Redis | None,
+    search_client: serpapi.Client | None = None,
+    budget_chars: int | None = None,
+    cache_namespace: str = DEFAULT_NAMESPACE,
+) -> Evidence:
+    """Search the web for ``question`` and pick the passages to answer from.
+
+    Searches and read pages are cached in ``redis`` (None: no cache) for
+    ``settings.web_cache_ttl_s``. Pages that fail are skipped (and named in ``notes``);
+    when none can be read, the search snippets, answer box and knowledge panel are the
+    passages and ``degraded`` is set. At most ``settings.context_passages`` passages,
+    ``budget_chars`` characters together (default :func:`passage_budget_chars`).
+    Raises :class:`~worker.internet.search.SearchError` when the search itself fails.
+    Takes at most about the search timeout plus ``settings.fetch_total_timeout_s``.
+    """
+    started = time.monotonic()
+    cache = None
+    if redis is not None:
+        cache = WebCache(redis, ttl_s=settings.web_cache_ttl_s, namespace=cache_namespace)
+    result = _cached_search(question, settings=settings, cache=cache, client=search_client)
+    notes: list[str] = []
+    if not result.hits and not result.facts:
+        return Evidence(notes=["The web search found nothing for this question."], degraded=True)
+
+    to_read = result.hits[: settings.fetch_max_pages]
+    documents, failures = _read_pages([hit.url for hit in to_read], settings=settings, cache=cache)
+    if failures:
+        listed = "; ".join(f"{url} ({reason})" for url, reason in failures.items())
+        notes.append(f"Could not read {len(failures)} of {len(to_read)} pages: {listed}")
+
+    candidates, infos = build_candidates(result, documents)
+    degraded = not documents
+    if degraded and to_read:
+        notes.append("None of the result pages could be read; answering from search snippets.")
+    elif degraded:
+        notes.append("The search listed no pages; answering from the search page's own answer.")
+    ranked = rank_passages(
+        question,
+        candidates,
+        limit=settings.context_passages,
+        budget_chars=budget_chars if budget_chars is not None else passage_budget_chars(settings),
+        max_per_source=MAX_PASSAGES_PER_SOURCE,
+    )
+
+    numbers: dict[str, int] = {}
+    sources: list[Source] = []
+    passages: list[Passage] = []
+    for item in ranked:
+        key = item.candidate.source
+        if key not in numbers:
+            numbers[key] = len(sources) + 1
+            info = infos[key]
+            sources.append(
+                Source(
+                    index=numbers[key],
+                    title=info.title,
+                    url=info.url,
+                    snippet=_shorten(info.snippet, _SNIPPET_CHARS),
+                )
+            )
+        passages.append(
+            Passage(source_index=numbers[key], text=item.candidate.text, score=item.score)
+        )
+    passages.sort(key=lambda passage: passage.source_index)  # stable: best first per source
+    log.info(
+        "evidence gathered",
+        extra={
+            "pages_read": len(documents),
+            "pages_failed": len(failures),
+            "candidates": len(candidates),
+            "passages": len(passages),
+            "degraded": degraded,
+            "elapsed_ms": round((time.monotonic() - started) * 1000),
+        },
+    )
+    return Evidence(sources=sources, passages=passages, notes=notes, degraded=degraded)
+
+
+def build_candidates(
+    result: SearchResult, documents: Mapping[str, Document]
+) -> tuple[list[Candidate], dict[str, SourceInfo]]:
+    """The passages to rank, and what each candidate's ``source`` key refers to.
+
+    Answer box and knowledge panel first (with :data:`FACT_PRIOR`), then, per search
+    hit in rank order, the passages of its page when it was read, else its snippet.
+    """
+    candidates: list[Candidate] = []
+    infos: dict[str, SourceInfo] = {}
+    for number, fact in enumerate(result.facts):
+        key = f"{fact.kind}#{number}"
+        infos[key] = SourceInfo(title=fact.title, url=fact.url, snippet=fact.text)
+        candidates.append(Candidate(text=fact.text, source=key, title=fact.title, prior=FACT_PRIOR))
+    for hit in result.hits:
+        infos[hit.url] = SourceInfo(title=hit.title, url=hit.url, snippet=hit.snippet)
+        prior = 1.0 + RANK_PRIOR / max(1, hit.position)
+        document = documents.get(hit.url)
+        if document is not None:
+            for piece in split_passages(document.text):
+                candidates.append(
+                    Candidate(
+                        text=piece.text,
+                        source=hit.url,
+                        heading=piece.heading,
+                        title=document.title or hit.title,
+                        prior=prior,
+                    )
+                )
+        elif hit.snippet:
+            candidates.append(
+                Candidate(
+                    text=hit.snippet, source=hit.url, title=hit.title, prior=prior * SNIPPET_PRIOR
+                )
+            )
+    return candidates, infos
+
+
+def _cached_search(
+    question: str,
+    *,
+    settings: Settings,
+    cache: WebCache | None,
+    client: serpapi.Client | None,
+) -> SearchResult:
+    params = search_params(question, settings=settings)
+    keyed = {**params, "base_url": settings.serpapi_base_url}
+    if cache is not None and (cached := cache.get_search(keyed)) is not None:
+        try:
+            return SearchResult.from_json(cached)
+        except (KeyError, TypeError, ValueError):
+            log.warning("ignoring a malformed cached search")
+    result = search(question, settings=settings, client=client, timeout_s=SEARCH_TIMEOUT_S)
+    if cache is not None:
+        cache.put_search(keyed, result.to_json())
+    return result
+
+
+def _read_pages(
+    urls: list[str], *, settings: Settings, cache: WebCache | None
+) -> tuple[dict[str, Document], dict[str, str]]:
+    """Readable documents by URL (from the cache or fetched and extracted now), and the
+    reasons the others failed."""
+    documents: dict[str, Document] = {}
+    failures: dict[str, str] = {}
+    if cache is not None:
+        for url, value in cache.get_pages(urls).items():
+            try:
+                documents[url] = Document(
+                    url=str(value["url"]), title=str(value["title"]), text=str(value["text"])
+                )
+            except KeyError:
+                continue
+    missing = [url for url in urls if url not in documents]
+    fetched: list[FetchedPage] = fetch_pages(missing, settings=settings) if missing else []
+    new_documents: dict[str, Document] = {}
+    for page in fetched:
+        if not page.ok or page.text is None:
+            failures[page.url] = page.error or "no content"
+            continue
+        document = extract_document(page.text, url=page.final_url, content_type=page.content_type)
+        if not document.text.strip():
+            failures[page.url] = "no readable text"
+            continue
+        new_documents[page.url] = document
+    if cache is not None and new_documents:
+        cache.put_pages({url: asdict(document) for url, document in new_documents.items()})
+    documents.update(new_documents)
+    return documents, failures
+
+
+def _shorten(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1].rsplit(" ", 1)[0].rstrip() + "…"

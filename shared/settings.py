@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     )
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",
-        description="Redis (or Valkey) URL: Celery broker, result store and token bus.",
+        description="Redis (or Valkey) URL: the Celery broker, the token bus and the web cache.",
     )
     redis_ssl_cert_reqs: Literal["required", "optional", "none"] = Field(
         default="none",

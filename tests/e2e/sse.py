@@ -15,6 +15,7 @@ class Received:
     status: int
     events: list[ServerSentEvent] = field(default_factory=list)
     body: Any = None
+    keepalives: int = 0
 
     @property
     def tokens(self) -> list[str]:
@@ -64,6 +65,9 @@ def stream(
             return Received(status=response.status_code, body=body)
         received = Received(status=200)
         for event in source.iter_sse():
+            if event.event == "message" and not event.data:
+                received.keepalives += 1  # a comment line; EventSource dispatches nothing
+                continue
             received.events.append(event)
             if on_event is not None:
                 on_event(event)

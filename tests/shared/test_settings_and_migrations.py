@@ -48,7 +48,11 @@ def test_migrations_build_schema_and_match_models(
     backend: str, request: pytest.FixtureRequest
 ) -> None:
     url: str = request.getfixturevalue(f"{backend}_url")
-    tables = set(inspect(make_engine(url)).get_table_names())
+    engine = make_engine(url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
     assert {"chats", "conversations", "generations", "alembic_version"} <= tables
     # `alembic check` fails if the models and the migrations disagree.
     result = subprocess.run(

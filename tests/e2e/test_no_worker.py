@@ -1,0 +1,116 @@
+"""What a client sees when no worker answers: a clear error, never a hang."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import redis
+
+from tests.e2e.conftest import Stack
+from tests.e2e.sse import Received, stream
+from tests.e2e.test_streaming import messages, new_chat
+
+pytestmark = pytest.mark.e2e
+
+LONELY_REDIS = os.environ["REDIS_URL"].rsplit("/", 1)[0] + "/10"
+
+
+@pytest.fixture(scope="module")
+def lonely(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A web server whose Redis has no worker behind it."""
+    redis.Redis.from_url(LONELY_REDIS).flushdb()
+    env = {**stack_env, "REDIS_URL": LONELY_REDIS, "QUEUE_TIMEOUT_S": "2"}
+    stack = Stack(env=env, logs=tmp_path_factory.mktemp("lonely"))
+    try:
+        stack.start_web()
+        yield stack
+    finally:
+        stack.close()
+        redis.Redis.from_url(LONELY_REDIS).flushdb()
+
+
+@pytest.fixture
+def phantom_worker() -> Iterator[None]:
+    """A heartbeat with no process behind it: the web tier queues, nobody takes the job."""
+    client = redis.Redis.from_url(LONELY_REDIS)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.is_set():
+            client.zadd("chatbot:workers", {"phantom:1": time.time()})
+            stop.wait(0.5)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join()
+    client.zrem("chatbot:workers", "phantom:1")
+
+
+def test_no_worker_is_503_before_streaming(lonely: Stack) -> None:
+    base = lonely.url()
+    chat_id = new_chat(base, ("Human", "Hello?"))
+    started = time.monotonic()
+    got = stream(base, f"/conversations/inference/{chat_id}")
+    assert time.monotonic() - started < 2
+    assert got.status == 503
+    assert got.body["error"]["code"] == "no_worker"
+    assert "chatbot worker" in got.body["error"]["message"]
+    ready = httpx.get(f"{base}/readyz")
+    assert ready.status_code == 503
+
+
+def test_model_load_failure_is_named_in_the_503(lonely: Stack) -> None:
+    client = redis.Redis.from_url(LONELY_REDIS)
+    client.set("chatbot:workers:model_error", "ModelNotFoundError: run chatbot models pull", ex=30)
+    try:
+        chat_id = new_chat(lonely.url(), ("Human", "Hello?"))
+        got = stream(lonely.url(), f"/conversations/inference/{chat_id}")
+        assert got.status == 503
+        assert "chatbot models pull" in got.body["error"]["message"]
+    finally:
+        client.delete("chatbot:workers:model_error")
+
+
+def test_job_nobody_takes_ends_with_error_after_queue_timeout(
+    lonely: Stack, phantom_worker: None
+) -> None:
+    base = lonely.url()
+    chat_id = new_chat(base, ("Human", "Hello?"))
+    started = time.monotonic()
+    got = stream(base, f"/conversations/inference/{chat_id}", timeout=20)
+    waited = time.monotonic() - started
+    assert got.status == 200
+    assert [e.event for e in got.events] == ["generation", "error"], [(e.event, e.data[:80]) for e in got.events]
+    error = got.events[-1].json()["error"]
+    assert error["code"] == "no_worker"
+    assert "within 2 s" in error["message"]
+    assert 2 <= waited < 8
+    assert [m["role"] for m in messages(base, chat_id)] == ["Human"]
+    # The chat can be asked again: the failed generation is not "running" forever.
+    again = stream(base, f"/conversations/inference/{chat_id}", timeout=20)
+    assert again.status == 200 and again.generation_id != got.generation_id
+
+
+def test_stop_while_queued_cancels_at_once(lonely: Stack, phantom_worker: None) -> None:
+    base = lonely.url()
+    chat_id = new_chat(base, ("Human", "Hello?"))
+    result: dict[str, Received] = {}
+    thread = threading.Thread(
+        target=lambda: result.setdefault("r", stream(base, f"/conversations/inference/{chat_id}"))
+    )
+    thread.start()
+    time.sleep(0.5)
+    response = httpx.post(f"{base}/conversations/stop/{chat_id}")
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelled"
+    thread.join(5)
+    got = result["r"]
+    assert got.events[-1].event == "done"
+    assert got.events[-1].json()["status"] == "cancelled"

@@ -38,8 +38,7 @@ SSE_HEADERS = {
 
 
 async def _require_worker(state: AppState) -> None:
-    if await live_workers(state.redis):
-        return
+    """Raise the 503 that says why no worker can answer."""
     model_error = await state.redis.get(MODEL_ERROR_KEY)
     if model_error:
         reason = model_error.decode() if isinstance(model_error, bytes) else str(model_error)
@@ -124,28 +123,33 @@ async def _inference(request: Request, *, kind: str) -> Response:
         raise SearchUnavailable(
             "internet answers need a search key: set SERPAPI_API_KEY (https://serpapi.com)"
         )
-    started = await run_db(request, lambda s: _peek_active(s, chat_id))
-    if started is None:
-        await _require_worker(state)
-        request_id = request_id_var.get()
+    request_id = request_id_var.get()
+    if await live_workers(state.redis):
+        # One short transaction: attach to the running answer or queue a new one.
         started = await run_db(
             request,
             lambda s: _start(s, chat_id=chat_id, kind=kind, model=state.settings.model,
                              regenerate=regenerate, request_id=request_id),
         )
-        if started["created"]:
-            generation_id = started["id"]
-            writer = AsyncTokenWriter(state.redis, generation_id, ttl_s=state.settings.stream_ttl_s)
-            # Count the requester as a listener before any worker can look.
-            await mark_seen(state.redis, [generation_id], grace_s=state.settings.stream_grace_s)
-            await writer.append("generation", started["info"])
-            enqueue_generation(
-                state.celery,
-                generation_id=generation_id,
-                request_id=request_id,
-                expires_s=state.settings.queue_timeout_s,
-            )
-            log.info("generation queued", extra={"generation_id": generation_id, "kind": kind})
+    else:
+        # No worker: a running answer can still be followed, a new one cannot start.
+        started = await run_db(request, lambda s: _peek_active(s, chat_id))
+        if started is None:
+            await _require_worker(state)
+    assert started is not None
+    if started["created"]:
+        generation_id = started["id"]
+        # Count the requester as a listener before any worker can look.
+        await mark_seen(state.redis, [generation_id], grace_s=state.settings.stream_grace_s)
+        writer = AsyncTokenWriter(state.redis, generation_id, ttl_s=state.settings.stream_ttl_s)
+        await writer.append("generation", started["info"])
+        enqueue_generation(
+            state.celery,
+            generation_id=generation_id,
+            request_id=request_id,
+            expires_s=state.settings.queue_timeout_s,
+        )
+        log.info("generation queued", extra={"generation_id": generation_id, "kind": kind})
     return _streaming(request, state, uuid.UUID(started["id"]), None)
 
 

@@ -76,9 +76,10 @@ def stream_once(base: str, chat_id: str) -> dict[str, float]:
     sent = time.perf_counter()
     first = None
     done = None
-    with httpx.Client(timeout=60) as client, client.stream(
-        "GET", f"{base}/conversations/inference/{chat_id}"
-    ) as response:
+    with (
+        httpx.Client(timeout=60) as client,
+        client.stream("GET", f"{base}/conversations/inference/{chat_id}") as response,
+    ):
         event = None
         for line in response.iter_lines():
             if line.startswith("event: "):
@@ -107,25 +108,72 @@ def main() -> None:
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="chatbot-bench-"))
-    env = {**os.environ, "DATA_DIR": str(ROOT / ".pytest-data"),
-           "DATABASE_URL": f"sqlite:///{folder / 'bench.db'}",
-           "REDIS_URL": "redis://127.0.0.1:6379/11", "TEMPERATURE": "0",
-           "MAX_NEW_TOKENS": "32", "LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "DATA_DIR": str(ROOT / ".pytest-data"),
+        "DATABASE_URL": f"sqlite:///{folder / 'bench.db'}",
+        "REDIS_URL": "redis://127.0.0.1:6379/11",
+        "TEMPERATURE": "0",
+        "MAX_NEW_TOKENS": "32",
+        "LOG_LEVEL": "WARNING",
+    }
     redis.Redis.from_url(env["REDIS_URL"]).flushdb()
     python = sys.executable
-    subprocess.run([python, "-m", "shared.cli", "models", "pull", "--quiet"], env=env,
-                   cwd=ROOT, check=True)
+    subprocess.run(
+        [python, "-m", "shared.cli", "models", "pull", "--quiet"], env=env, cwd=ROOT, check=True
+    )
     subprocess.run([python, "-m", "shared.cli", "migrate"], env=env, cwd=ROOT, check=True)
     (folder / "bare.py").write_text(BARE_APP)
     port, bare_port = free_port(), free_port()
     processes = [
-        subprocess.Popen([python, "-m", "uvicorn", "--factory", "web.app:app_factory",
-                          "--port", str(port), "--no-access-log", "--log-level", "warning"],
-                         env=env, cwd=ROOT),
-        subprocess.Popen([python, "-m", "uvicorn", "bare:app", "--port", str(bare_port),
-                          "--no-access-log", "--log-level", "warning"], cwd=folder),
-        subprocess.Popen([python, "-m", "celery", "-A", "worker.app", "worker", "-Q",
-                          "inference", "-c", "1", "--loglevel", "WARNING"], env=env, cwd=ROOT),
+        subprocess.Popen(
+            [
+                python,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "web.app:app_factory",
+                "--port",
+                str(port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            cwd=ROOT,
+        ),
+        subprocess.Popen(
+            [
+                python,
+                "-m",
+                "uvicorn",
+                "bare:app",
+                "--port",
+                str(bare_port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            cwd=folder,
+        ),
+        subprocess.Popen(
+            [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "worker.app",
+                "worker",
+                "-Q",
+                "inference",
+                "-c",
+                "1",
+                "--loglevel",
+                "WARNING",
+            ],
+            env=env,
+            cwd=ROOT,
+        ),
     ]
     base = f"http://127.0.0.1:{port}"
     try:
@@ -142,8 +190,14 @@ def main() -> None:
         samples = []
         for i in range(args.answers):
             chat_id = httpx.post(f"{base}/chats/create", json={"name": f"b{i}"}).json()["id"]
-            httpx.post(f"{base}/conversations/create", json={
-                "chat_id": chat_id, "role": "Human", "message": "What is the capital of France?"})
+            httpx.post(
+                f"{base}/conversations/create",
+                json={
+                    "chat_id": chat_id,
+                    "role": "Human",
+                    "message": "What is the capital of France?",
+                },
+            )
             samples.append(stream_once(base, chat_id))
     finally:
         for process in processes:

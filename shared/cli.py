@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,8 +26,9 @@ def say(message: str) -> None:
 
 def migrate(settings: Settings) -> None:
     """Bring the database schema to the newest migration."""
-    from alembic import command
     from alembic.config import Config
+
+    from alembic import command
 
     config = Config(str(ROOT / "alembic.ini"))
     config.attributes["url"] = settings.sqlalchemy_url
@@ -94,26 +94,61 @@ def stop_processes(processes: Sequence[subprocess.Popen[bytes]], timeout: float 
 
 def web_command(settings: Settings, *, host: str, port: int) -> list[str]:
     return [
-        sys.executable, "-m", "uvicorn", "--factory", "web.app:app_factory",
-        "--host", host, "--port", str(port),
-        "--proxy-headers", "--forwarded-allow-ips", "*",
-        "--timeout-graceful-shutdown", "10", "--no-access-log",
-        "--log-level", settings.log_level.lower(),
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "web.app:app_factory",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--proxy-headers",
+        "--forwarded-allow-ips",
+        "*",
+        "--timeout-graceful-shutdown",
+        "10",
+        "--no-access-log",
+        "--log-level",
+        settings.log_level.lower(),
     ]
 
 
 def worker_command(settings: Settings, *, pool: str, concurrency: int, name: str) -> list[str]:
     return [
-        sys.executable, "-m", "celery", "-A", "worker.app", "worker",
-        "-Q", "inference", "--pool", pool, "--concurrency", str(concurrency),
-        "--prefetch-multiplier", "1", "-E", "-n", name,
-        "--loglevel", settings.log_level.upper(),
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.app",
+        "worker",
+        "-Q",
+        "inference",
+        "--pool",
+        pool,
+        "--concurrency",
+        str(concurrency),
+        "--prefetch-multiplier",
+        "1",
+        "-E",
+        "-n",
+        name,
+        "--loglevel",
+        settings.log_level.upper(),
     ]
 
 
 def flower_command(settings: Settings, *, port: int) -> list[str]:
-    command = [sys.executable, "-m", "celery", "-A", "worker.app", "flower", f"--port={port}",
-               "--address=0.0.0.0"]
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.app",
+        "flower",
+        f"--port={port}",
+        "--address=0.0.0.0",
+    ]
     if settings.flower_basic_auth:
         command.append(f"--basic-auth={settings.flower_basic_auth}")
     if settings.flower_url_prefix:
@@ -154,8 +189,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     with embedded_redis(settings):
         processes: list[subprocess.Popen[bytes]] = []
         for index in range(args.workers):
-            command = worker_command(settings, pool="prefork", concurrency=1,
-                                     name=f"worker{index + 1}@%h")
+            command = worker_command(
+                settings, pool="prefork", concurrency=1, name=f"worker{index + 1}@%h"
+            )
             processes.append(subprocess.Popen(command, cwd=ROOT))
         processes.append(subprocess.Popen(web_command(settings, host=host, port=port), cwd=ROOT))
         say(f"serving on http://{host}:{port} (API docs at /docs); Ctrl-C stops everything")
@@ -188,14 +224,15 @@ def supervise(processes: list[subprocess.Popen[bytes]]) -> int:
 
 def cmd_web(args: argparse.Namespace) -> int:
     settings = get_settings()
-    command = web_command(settings, host=args.host or settings.host, port=args.port or settings.port)
+    command = web_command(
+        settings, host=args.host or settings.host, port=args.port or settings.port
+    )
     os.execv(command[0], command)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = get_settings()
-    command = worker_command(settings, pool=args.pool, concurrency=args.concurrency,
-                             name=args.name)
+    command = worker_command(settings, pool=args.pool, concurrency=args.concurrency, name=args.name)
     os.chdir(ROOT)
     os.execv(command[0], command)
 
@@ -244,12 +281,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    up = sub.add_parser("up", help="run everything on this machine: migrations, web, a worker "
-                        "(and an embedded Redis if none answers); Ctrl-C stops it all")
+    up = sub.add_parser(
+        "up",
+        help="run everything on this machine: migrations, web, a worker "
+        "(and an embedded Redis if none answers); Ctrl-C stops it all",
+    )
     up.add_argument("--host", help="address to bind (default HOST, 127.0.0.1)")
     up.add_argument("--port", type=int, help="port to bind (default PORT, 8000)")
-    up.add_argument("--workers", type=int, default=1,
-                    help="worker processes to start (0: web only; default 1)")
+    up.add_argument(
+        "--workers", type=int, default=1, help="worker processes to start (0: web only; default 1)"
+    )
     up.set_defaults(func=cmd_up)
 
     web = sub.add_parser("web", help="run the web server only (uvicorn)")
@@ -258,10 +299,18 @@ def build_parser() -> argparse.ArgumentParser:
     web.set_defaults(func=cmd_web)
 
     worker = sub.add_parser("worker", help="run one Celery worker on the 'inference' queue")
-    worker.add_argument("--pool", default="prefork", choices=["prefork", "solo"],
-                        help="prefork (default) or solo (GPU workers; see the README)")
-    worker.add_argument("--concurrency", type=int, default=1,
-                        help="generations at once (each process loads the model)")
+    worker.add_argument(
+        "--pool",
+        default="prefork",
+        choices=["prefork", "solo"],
+        help="prefork (default) or solo (GPU workers; see the README)",
+    )
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="generations at once (each process loads the model)",
+    )
     worker.add_argument("--name", default="worker@%h", help="Celery node name")
     worker.set_defaults(func=cmd_worker)
 
@@ -275,8 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="manage models")
     models_sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     pull_parser = models_sub.add_parser(
-        "pull", help="fetch a model: 'smollm2' (default), 'hf:<owner>/<repo>/<file.gguf>' or a "
-        "path to a .gguf file")
+        "pull",
+        help="fetch a model: 'smollm2' (default), 'hf:<owner>/<repo>/<file.gguf>' or a "
+        "path to a .gguf file",
+    )
     pull_parser.add_argument("name", nargs="?", default=None)
     pull_parser.add_argument("--quiet", action="store_true", help="no progress bar")
     pull_parser.set_defaults(func=cmd_models_pull)

@@ -133,16 +133,16 @@ class TokenWriter:
 
     def append(self, kind: EventType, data: Any = "") -> tuple[str, str]:
         """Append one event; returns its entry id and a stop flag ("cancel", "abandoned", "")."""
-        args = [kind, encode(data), STREAM_MAXLEN, self.ttl_s, int(self.check_listeners)]
+        args: list[str | int] = [
+            kind, encode(data), STREAM_MAXLEN, self.ttl_s, int(self.check_listeners)
+        ]
         entry_id, flag = self._script(keys=self._keys, args=args)
         return _text(entry_id), _text(flag)
 
     def has_tokens(self) -> bool:
         """Whether an earlier attempt already streamed tokens (so clients must restart)."""
-        for _, fields in self.client.xrevrange(self._keys[0], count=50):
-            if _text(fields.get(b"t", fields.get("t", b""))) == "token":
-                return True
-        return False
+        entries = parse_entries(list(self.client.xrevrange(self._keys[0], count=50) or []))
+        return any(event.type == "token" for event in entries)
 
     def stop_requested(self) -> str:
         """The stop flag without appending anything."""
@@ -178,7 +178,8 @@ async def read_events(
 ) -> list[Event]:
     """Everything in the stream after entry ``after`` (or from the start)."""
     start = f"({after}" if after else "-"
-    return parse_entries(await client.xrange(events_key(generation_id), min=start, max="+"))
+    raw = await client.xrange(events_key(generation_id), min=start, max="+")
+    return parse_entries(list(raw or []))
 
 
 async def request_cancel(client: aioredis.Redis, generation_id: str, *, ttl_s: int) -> None:
@@ -216,4 +217,4 @@ def worker_gone(client: redis.Redis, *, worker_id: str) -> None:
 async def live_workers(client: aioredis.Redis) -> list[str]:
     """Worker processes that have a model loaded and beat within ``WORKER_STALE_S``."""
     members = await client.zrangebyscore(WORKERS_KEY, time.time() - WORKER_STALE_S, "+inf")
-    return [_text(m) for m in members]
+    return [_text(m) for m in members if isinstance(m, (bytes, str))]

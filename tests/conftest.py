@@ -14,10 +14,10 @@ os.environ.setdefault("LOG_JSON", "true")
 import httpx
 import psycopg
 import pytest
-from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
 
+from alembic import command
 from shared.db import make_engine
 from shared.settings import Settings
 

@@ -113,7 +113,9 @@ def pagination(request: Request, *, page_max: int) -> tuple[int, int]:
     return limit, offset
 
 
-def json_response(data: Any, *, status_code: int = 200, headers: dict[str, str] | None = None)-> JSONResponse:
+def json_response(
+    data: Any, *, status_code: int = 200, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(data, status_code=status_code, headers=headers)
 
 

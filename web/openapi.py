@@ -21,8 +21,11 @@ ERROR_TEXT = {
 }
 
 PAGINATION = [
-    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200,
-                                                "default": 50}},
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+    },
     {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
 ]
 
@@ -70,18 +73,29 @@ def build_openapi(routes: list[BaseRoute], *, title: str, version: str) -> dict[
             if description := spec.get("description"):
                 operation["description"] = description
             parameters: list[dict[str, Any]] = [
-                {"name": name, "in": "path", "required": True,
-                 "schema": {"type": "string", "format": "uuid"}}
+                {
+                    "name": name,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "format": "uuid"},
+                }
                 for name in re.findall(r"{(\w+)}", route.path)
             ]
             if spec.get("paginated"):
                 parameters += PAGINATION
             for name, text in spec.get("query", {}).items():
-                parameters.append({"name": name, "in": "query", "description": text,
-                                   "schema": {"type": "string"}})
+                parameters.append(
+                    {"name": name, "in": "query", "description": text, "schema": {"type": "string"}}
+                )
             for name, text in spec.get("headers", {}).items():
-                parameters.append({"name": name, "in": "header", "description": text,
-                                   "schema": {"type": "string"}})
+                parameters.append(
+                    {
+                        "name": name,
+                        "in": "header",
+                        "description": text,
+                        "schema": {"type": "string"},
+                    }
+                )
             if parameters:
                 operation["parameters"] = parameters
             if body := spec.get("body"):
@@ -101,15 +115,21 @@ def build_openapi(routes: list[BaseRoute], *, title: str, version: str) -> dict[
             elif content_type := spec.get("content_type"):
                 ok["content"] = {content_type: {"schema": {"type": "string"}}}
             if spec.get("paginated"):
-                ok["headers"] = {"X-Total-Count": {"schema": {"type": "integer"},
-                                                   "description": "Items in all pages."}}
+                ok["headers"] = {
+                    "X-Total-Count": {
+                        "schema": {"type": "integer"},
+                        "description": "Items in all pages.",
+                    }
+                }
             operation["responses"][status] = ok
             for extra_status, text in spec.get("extra_responses", {}).items():
                 operation["responses"][str(extra_status)] = {"description": text}
             for error in spec.get("errors", []):
                 operation["responses"][str(error)] = {
                     "description": ERROR_TEXT.get(error, "Error"),
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    },
                 }
             paths.setdefault(route.path, {})[method.lower()] = operation
     return {
@@ -135,7 +155,7 @@ def render_docs(document: dict[str, Any]) -> str:
         "width:4.5rem}</style></head><body>",
         f"<h1>{title} API</h1>",
         "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a>. Errors are JSON: "
-        "<code>{\"error\": {\"code\", \"message\"}}</code>.</p>",
+        '<code>{"error": {"code", "message"}}</code>.</p>',
     ]
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
@@ -146,8 +166,9 @@ def render_docs(document: dict[str, Any]) -> str:
             )
             params = operation.get("parameters", [])
             if params:
-                names = ", ".join(f"<code>{html.escape(p['name'])}</code> ({p['in']})"
-                                  for p in params)
+                names = ", ".join(
+                    f"<code>{html.escape(p['name'])}</code> ({p['in']})" for p in params
+                )
                 parts.append(f"<br>Parameters: {names}")
             if body := operation.get("requestBody"):
                 ref = body["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]

@@ -25,6 +25,10 @@ from web import metrics
 log = logging.getLogger(__name__)
 
 KEEPALIVE = b": keep-alive\n\n"
+SHUTDOWN_ERROR = {
+    "code": "server_shutdown",
+    "message": "the server is restarting: reconnect to resume the stream",
+}
 
 
 def frame(data: str, *, event: str | None = None, event_id: str | None = None) -> bytes:
@@ -49,6 +53,10 @@ def parse_last_event_id(value: str | None) -> tuple[uuid.UUID, str] | None:
     except ValueError:
         return None
     return generation_id, entry
+
+
+# No id: a client that reconnects resumes after the last real event.
+SHUTDOWN = frame(json.dumps({"error": SHUTDOWN_ERROR}), event="error")
 
 
 @dataclass
@@ -78,8 +86,9 @@ def _render(generation_id: str, events: list[Event]) -> list[bytes]:
             last_token_id = event.entry_id
             continue
         flush()
-        frames.append(frame(event.data, event=event.type,
-                            event_id=f"{generation_id}:{event.entry_id}"))
+        frames.append(
+            frame(event.data, event=event.type, event_id=f"{generation_id}:{event.entry_id}")
+        )
         metrics.STREAM_EVENTS.labels(event.type).inc()
     flush()
     return frames
@@ -106,8 +115,11 @@ async def stream_generation(
                 if pending:
                     unique = {e.entry_id: e for e in pending}.values()
                     fresh = sorted(
-                        (e for e in unique
-                         if last is None or entry_key(e.entry_id) > entry_key(last)),
+                        (
+                            e
+                            for e in unique
+                            if last is None or entry_key(e.entry_id) > entry_key(last)
+                        ),
                         key=lambda e: entry_key(e.entry_id),
                     )
                     if fresh:
@@ -122,18 +134,16 @@ async def stream_generation(
                 wait = min(keepalive_s, watchdog.interval_s)
                 get = asyncio.ensure_future(subscription.queue.get())
                 stop = asyncio.ensure_future(shutting_down.wait())
-                done, _ = await asyncio.wait({get, stop}, timeout=wait,
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {get, stop}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                )
                 for task in (get, stop):
                     if task not in done:
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await task
                 if stop in done:
-                    yield frame(json.dumps({"error": {
-                        "code": "server_shutdown",
-                        "message": "the server is restarting: reconnect to resume the stream",
-                    }}), event="error")
+                    yield SHUTDOWN
                     return
                 if get not in done:
                     now = time.monotonic()

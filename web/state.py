@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from celery import Celery
     from redis.asyncio import Redis
 
-    from shared.tokenbus import TokenHub
+    from shared.tokenhub import TokenHub
 
 T = TypeVar("T")
 
@@ -35,7 +35,6 @@ class AppState:
     celery: Celery
     hub: TokenHub
     shutting_down: asyncio.Event = field(default_factory=asyncio.Event)
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def app_state(request: Request) -> AppState:

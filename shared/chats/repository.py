@@ -20,7 +20,7 @@ class ChatRepository:
     def get(self, chat_id: uuid.UUID) -> Chat | None:
         return self.session.get(Chat, chat_id)
 
-    def list(self, *, limit: int, offset: int) -> Sequence[Chat]:
+    def page(self, *, limit: int, offset: int) -> Sequence[Chat]:
         query = (
             select(Chat)
             .order_by(Chat.created_at.desc(), Chat.id.desc())
@@ -51,15 +51,11 @@ class ConversationRepository:
     def get(self, message_id: uuid.UUID) -> Conversation | None:
         return self.session.get(Conversation, message_id)
 
-    def list(
-        self, *, chat_id: uuid.UUID | None, limit: int, offset: int
-    ) -> Sequence[Conversation]:
+    def page(self, *, chat_id: uuid.UUID | None, limit: int, offset: int) -> Sequence[Conversation]:
         query = select(Conversation)
         if chat_id is not None:
             query = query.where(Conversation.chat_id == chat_id)
-        query = (
-            query.order_by(Conversation.created_at, Conversation.id).limit(limit).offset(offset)
-        )
+        query = query.order_by(Conversation.created_at, Conversation.id).limit(limit).offset(offset)
         return self.session.scalars(query).all()
 
     def count(self, *, chat_id: uuid.UUID | None) -> int:

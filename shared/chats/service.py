@@ -15,7 +15,6 @@ from shared.chats.schemas import ChatCreate, ChatUpdate, ConversationCreate
 from shared.db import utcnow
 from shared.errors import NotFound, PayloadTooLarge
 
-
 T = TypeVar("T")
 
 
@@ -40,7 +39,7 @@ def get_chat(session: Session, *, chat_id: uuid.UUID) -> Chat:
 
 def list_chats(session: Session, *, limit: int, offset: int) -> Page[Chat]:
     repo = ChatRepository(session)
-    return Page(items=repo.list(limit=limit, offset=offset), total=repo.count())
+    return Page(items=repo.page(limit=limit, offset=offset), total=repo.count())
 
 
 def create_chat(session: Session, *, data: ChatCreate) -> Chat:
@@ -90,6 +89,6 @@ def list_messages(
         get_chat(session, chat_id=chat_id)
     repo = ConversationRepository(session)
     return Page(
-        items=repo.list(chat_id=chat_id, limit=limit, offset=offset),
+        items=repo.page(chat_id=chat_id, limit=limit, offset=offset),
         total=repo.count(chat_id=chat_id),
     )

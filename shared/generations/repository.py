@@ -32,9 +32,7 @@ class GenerationRepository:
         self.session.flush()
         return generation
 
-    def transition(
-        self, generation_id: uuid.UUID, *, from_: Iterable[str], **values: Any
-    ) -> bool:
+    def transition(self, generation_id: uuid.UUID, *, from_: Iterable[str], **values: Any) -> bool:
         """Set ``values`` if the status is one of ``from_``; True if this call did it."""
         result = self.session.execute(
             update(Generation)

@@ -89,11 +89,21 @@ def active_for_chat(session: Session, *, chat_id: uuid.UUID) -> Generation | Non
     return GenerationRepository(session).active_for_chat(chat_id)
 
 
-def fail(session: Session, *, generation_id: uuid.UUID, code: str, message: str,
-         from_: tuple[str, ...] = ACTIVE_STATUSES) -> bool:
+def fail(
+    session: Session,
+    *,
+    generation_id: uuid.UUID,
+    code: str,
+    message: str,
+    from_: tuple[str, ...] = ACTIVE_STATUSES,
+) -> bool:
     """Mark an active generation as failed; False if it had already moved on."""
     return GenerationRepository(session).transition(
-        generation_id, from_=from_, status="error", error_code=code, error=message,
+        generation_id,
+        from_=from_,
+        status="error",
+        error_code=code,
+        error=message,
         finished_at=utcnow(),
     )
 

@@ -49,26 +49,55 @@ class Stack:
 
     def start_web(self, name: str = "web", **env: str) -> str:
         port = free_port()
-        command = [sys.executable, "-m", "uvicorn", "--factory", "web.app:app_factory",
-                   "--host", "127.0.0.1", "--port", str(port), "--timeout-graceful-shutdown", "5"]
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "web.app:app_factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--timeout-graceful-shutdown",
+            "5",
+        ]
         self._spawn(name, command, env)
         self.ports[name] = port
         wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), f"{name} to serve")
         return self.url(name)
 
     def start_worker(self, name: str = "worker", **env: str) -> None:
-        command = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q",
-                   "inference", "--pool", "prefork", "--concurrency", "1", "-n",
-                   f"{name}-{os.getpid()}@%h", "--without-gossip", "--without-mingle", "-E"]
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.app",
+            "worker",
+            "-Q",
+            "inference",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            "1",
+            "-n",
+            f"{name}-{os.getpid()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "-E",
+        ]
         before = set(self.live_workers())
         self._spawn(name, command, env)
-        wait_until(lambda: set(self.live_workers()) - before, f"{name} to load the model",
-                   timeout=90)
+        wait_until(
+            lambda: set(self.live_workers()) - before, f"{name} to load the model", timeout=90
+        )
 
     def live_workers(self) -> list[str]:
         client = redis.Redis.from_url(self.env["REDIS_URL"])
-        return [m.decode() for m in client.zrangebyscore("chatbot:workers", time.time() - 10,
-                                                         "+inf")]
+        return [
+            m.decode() for m in client.zrangebyscore("chatbot:workers", time.time() - 10, "+inf")
+        ]
 
     def stop(self, name: str, sig: int = 15, timeout: float = 30) -> int:
         process = self.processes.pop(name)
@@ -123,8 +152,14 @@ def pulled_model() -> Path:
 def stack_env(postgres_url: str, pulled_model: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "MODEL"))}
     env.update(E2E_ENV)
-    env.update({"DATABASE_URL": postgres_url, "DATA_DIR": str(TEST_DATA_DIR),
-                "REDIS_URL": os.environ["REDIS_URL"], "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {
+            "DATABASE_URL": postgres_url,
+            "DATA_DIR": str(TEST_DATA_DIR),
+            "REDIS_URL": os.environ["REDIS_URL"],
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 

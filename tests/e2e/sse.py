@@ -53,13 +53,14 @@ def stream(
 ) -> Received:
     """Read an SSE stream until it ends, or until ``max_tokens`` token events (then hang up)."""
     headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
-    with httpx.Client(base_url=base, timeout=timeout) as client, connect_sse(
-        client, "GET", path, headers=headers
-    ) as source:
+    with (
+        httpx.Client(base_url=base, timeout=timeout) as client,
+        connect_sse(client, "GET", path, headers=headers) as source,
+    ):
         response = source.response
-        if response.status_code != 200 or not response.headers.get(
-            "content-type", ""
-        ).startswith("text/event-stream"):
+        if response.status_code != 200 or not response.headers.get("content-type", "").startswith(
+            "text/event-stream"
+        ):
             response.read()
             body = response.json() if response.content else None
             return Received(status=response.status_code, body=body)

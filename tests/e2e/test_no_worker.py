@@ -87,7 +87,9 @@ def test_job_nobody_takes_ends_with_error_after_queue_timeout(
     got = stream(base, f"/conversations/inference/{chat_id}", timeout=20)
     waited = time.monotonic() - started
     assert got.status == 200
-    assert [e.event for e in got.events] == ["generation", "error"], [(e.event, e.data[:80]) for e in got.events]
+    assert [e.event for e in got.events] == ["generation", "error"], [
+        (e.event, e.data[:80]) for e in got.events
+    ]
     error = got.events[-1].json()["error"]
     assert error["code"] == "no_worker"
     assert "within 2 s" in error["message"]

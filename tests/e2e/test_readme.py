@@ -37,8 +37,13 @@ def test_curl_examples_work_verbatim(stack: Stack) -> None:
     example = next(b for b in bash_blocks() if "curl" in b)
     assert example.startswith("BASE=http://127.0.0.1:8000\n")
     script = example.replace("BASE=http://127.0.0.1:8000", f"BASE={stack.url()}", 1)
-    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True,
-                            text=True, timeout=120, check=False)
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert '"name":"Trip to Paris"' in out

@@ -22,8 +22,9 @@ STORY = "Write a very long, detailed story about a lighthouse keeper and the sea
 def new_chat(base: str, *messages: tuple[str, str]) -> str:
     chat_id = httpx.post(f"{base}/chats/create", json={"name": "e2e"}).json()["id"]
     for role, text in messages:
-        response = httpx.post(f"{base}/conversations/create",
-                              json={"chat_id": chat_id, "role": role, "message": text})
+        response = httpx.post(
+            f"{base}/conversations/create", json={"chat_id": chat_id, "role": role, "message": text}
+        )
         assert response.status_code == 201, response.text
     return str(chat_id)
 
@@ -94,8 +95,11 @@ def test_two_clients_and_a_late_joiner_get_the_same_text(stack: Stack) -> None:
     started = threading.Event()
 
     def first() -> None:
-        results["a"] = stream(base, f"/conversations/inference/{chat_id}",
-                              on_event=lambda e: e.event == "message" and started.set())
+        results["a"] = stream(
+            base,
+            f"/conversations/inference/{chat_id}",
+            on_event=lambda e: e.event == "message" and started.set(),
+        )
 
     thread = threading.Thread(target=first)
     thread.start()
@@ -185,8 +189,10 @@ def test_multibyte_text_streams_without_replacement_characters(stack: Stack) -> 
     # A few-shot chat that makes the small model answer in Japanese and emoji.
     chat_id = new_chat(
         base,
-        ("Human", "Repeat after me: 😀"), ("Assistant", "😀"),
-        ("Human", "Repeat after me: 東京"), ("Assistant", "東京"),
+        ("Human", "Repeat after me: 😀"),
+        ("Assistant", "😀"),
+        ("Human", "Repeat after me: 東京"),
+        ("Assistant", "東京"),
         ("Human", "Repeat after me: café 😀 東京 naïve"),
     )
     got = stream(base, f"/conversations/inference/{chat_id}")
@@ -214,13 +220,14 @@ def test_chat_longer_than_the_context_window_still_answers(stack: Stack) -> None
 def test_stream_frames_split_multiline_tokens(stack: Stack) -> None:
     base = stack.url()
     chat_id = new_chat(base, ("Human", "Write a short poem of four lines about rain."))
-    with httpx.Client(base_url=base, timeout=60) as client, client.stream(
-        "GET", f"/conversations/inference/{chat_id}"
-    ) as response:
+    with (
+        httpx.Client(base_url=base, timeout=60) as client,
+        client.stream("GET", f"/conversations/inference/{chat_id}") as response,
+    ):
         raw = "".join(response.iter_text())
     # Every line of the stream is an SSE field or a comment; no bare text lines.
     for line in raw.split("\n"):
         assert line == "" or line.startswith(("id: ", "event: ", "data: ", ": ")), line
-    done = [b for b in raw.split("\n\n") if "event: done" in b][0]
+    done = next(b for b in raw.split("\n\n") if "event: done" in b)
     payload = json.loads(done.split("data: ", 1)[1])
     assert "\n" in payload["message"]["message"]

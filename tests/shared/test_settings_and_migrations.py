@@ -17,7 +17,10 @@ from tests.conftest import ROOT
 @pytest.mark.parametrize(
     ("given", "expected"),
     [
-        ("postgres://u:p@db.example.com:5432/app", "postgresql+psycopg://u:p@db.example.com:5432/app"),
+        (
+            "postgres://u:p@db.example.com:5432/app",
+            "postgresql+psycopg://u:p@db.example.com:5432/app",
+        ),
         ("postgresql://u@h/app", "postgresql+psycopg://u@h/app"),
         ("postgresql+psycopg://u@h/app", "postgresql+psycopg://u@h/app"),
         ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),

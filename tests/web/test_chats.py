@@ -125,8 +125,10 @@ async def test_name_of_255_characters_is_accepted(client: httpx.AsyncClient) -> 
 
 async def test_update_validation(client: httpx.AsyncClient) -> None:
     chat = await create_chat(client)
-    for body, field in [({"name": ""}, "name"), ({"name": "x", "updated_at": "yesterday"},
-                                                  "updated_at")]:
+    for body, field in [
+        ({"name": ""}, "name"),
+        ({"name": "x", "updated_at": "yesterday"}, "updated_at"),
+    ]:
         response = await client.put(f"/chats/update/{chat['id']}", json=body)
         assert response.status_code == 422
         assert response.json()["error"]["details"][0]["field"] == field

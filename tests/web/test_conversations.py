@@ -36,23 +36,27 @@ async def test_messages_are_chronological_with_pagination(client: httpx.AsyncCli
     other = await new_chat(client, "other")
     ids = []
     for i in range(6):
-        ids.append((await post(client, chat_id, ["Human", "Assistant"][i % 2], f"m{i}")).json()["id"])
+        ids.append(
+            (await post(client, chat_id, ["Human", "Assistant"][i % 2], f"m{i}")).json()["id"]
+        )
     await post(client, other, "Human", "elsewhere")
 
     response = await client.get(f"/chats/{chat_id}/conversations")
     assert [m["id"] for m in response.json()] == ids
     assert response.headers["x-total-count"] == "6"
 
-    filtered = await client.get("/conversations/", params={"chat_id": chat_id, "limit": 4,
-                                                           "offset": 2})
+    filtered = await client.get(
+        "/conversations/", params={"chat_id": chat_id, "limit": 4, "offset": 2}
+    )
     assert [m["id"] for m in filtered.json()] == ids[2:6]
     assert filtered.headers["x-total-count"] == "6"
 
     everything = await client.get("/conversations/")
     assert everything.headers["x-total-count"] == "7"
 
-    second_page = await client.get(f"/chats/{chat_id}/conversations", params={"limit": 2,
-                                                                             "offset": 2})
+    second_page = await client.get(
+        f"/chats/{chat_id}/conversations", params={"limit": 2, "offset": 2}
+    )
     assert [m["id"] for m in second_page.json()] == ids[2:4]
 
 

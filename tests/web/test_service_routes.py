@@ -38,8 +38,7 @@ async def test_readyz_reports_each_check(client: httpx.AsyncClient) -> None:
 
 
 async def test_readyz_when_redis_is_down(tmp_path: Path, sqlite_url: str) -> None:
-    settings = make_settings(tmp_path, database_url=sqlite_url,
-                             redis_url="redis://127.0.0.1:1/0")
+    settings = make_settings(tmp_path, database_url=sqlite_url, redis_url="redis://127.0.0.1:1/0")
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -54,14 +53,20 @@ async def test_openapi_describes_every_route(client: httpx.AsyncClient) -> None:
     document = (await client.get("/openapi.json")).json()
     paths = document["paths"]
     expected = {
-        ("get", "/chats/"), ("get", "/chats/{chat_id}"), ("post", "/chats/create"),
-        ("put", "/chats/update/{chat_id}"), ("delete", "/chats/delete/{chat_id}"),
-        ("post", "/conversations/create"), ("get", "/conversations/"),
+        ("get", "/chats/"),
+        ("get", "/chats/{chat_id}"),
+        ("post", "/chats/create"),
+        ("put", "/chats/update/{chat_id}"),
+        ("delete", "/chats/delete/{chat_id}"),
+        ("post", "/conversations/create"),
+        ("get", "/conversations/"),
         ("get", "/chats/{chat_id}/conversations"),
         ("get", "/conversations/inference/{chat_id}"),
         ("get", "/conversations/inference_internet/{chat_id}"),
         ("post", "/conversations/stop/{chat_id}"),
-        ("get", "/healthz"), ("get", "/readyz"), ("get", "/metrics"),
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+        ("get", "/metrics"),
     }
     assert {(m, p) for p, ops in paths.items() for m in ops} == expected
     create = paths["/chats/create"]["post"]

@@ -63,13 +63,23 @@ async def _end_if_stuck(state: AppState, generation_id: uuid.UUID, quiet_s: floa
                 f"no worker started this answer within {settings.queue_timeout_s:g} s: "
                 "the workers are down or all busy"
             )
-            if service.fail(session, generation_id=generation_id, code="no_worker",
-                            message=message, from_=("queued",)):
+            if service.fail(
+                session,
+                generation_id=generation_id,
+                code="no_worker",
+                message=message,
+                from_=("queued",),
+            ):
                 return "no_worker", message
         elif generation.status == "running" and quiet_s > settings.generation_time_limit_s + 60:
             message = "the worker answering this stopped responding"
-            if service.fail(session, generation_id=generation_id, code="worker_lost",
-                            message=message, from_=("running",)):
+            if service.fail(
+                session,
+                generation_id=generation_id,
+                code="worker_lost",
+                message=message,
+                from_=("running",),
+            ):
                 return "worker_lost", message
         return None
 
@@ -80,8 +90,9 @@ async def _end_if_stuck(state: AppState, generation_id: uuid.UUID, quiet_s: floa
         await writer.append("error", {"error": {"code": code, "message": message}})
 
 
-def _streaming(request: Request, state: AppState, generation_id: uuid.UUID,
-               after: str | None) -> StreamingResponse:
+def _streaming(
+    request: Request, state: AppState, generation_id: uuid.UUID, after: str | None
+) -> StreamingResponse:
     async def check(quiet_s: float) -> None:
         await _end_if_stuck(state, generation_id, quiet_s)
 
@@ -108,8 +119,9 @@ async def _inference(request: Request, *, kind: str) -> Response:
         generation_id, after = resume
         found = await run_db(
             request,
-            lambda s: _snapshot(service.find_for_resume(s, chat_id=chat_id,
-                                                        generation_id=generation_id)),
+            lambda s: _snapshot(
+                service.find_for_resume(s, chat_id=chat_id, generation_id=generation_id)
+            ),
         )
         if found is not None:
             if found["status"] in FINAL_STATUSES:
@@ -124,12 +136,19 @@ async def _inference(request: Request, *, kind: str) -> Response:
             "internet answers need a search key: set SERPAPI_API_KEY (https://serpapi.com)"
         )
     request_id = request_id_var.get()
+    started: dict[str, Any] | None
     if await live_workers(state.redis):
         # One short transaction: attach to the running answer or queue a new one.
         started = await run_db(
             request,
-            lambda s: _start(s, chat_id=chat_id, kind=kind, model=state.settings.model,
-                             regenerate=regenerate, request_id=request_id),
+            lambda s: _start(
+                s,
+                chat_id=chat_id,
+                kind=kind,
+                model=state.settings.model,
+                regenerate=regenerate,
+                request_id=request_id,
+            ),
         )
     else:
         # No worker: a running answer can still be followed, a new one cannot start.
@@ -156,8 +175,12 @@ async def _inference(request: Request, *, kind: str) -> Response:
 def _snapshot(generation: Generation | None) -> dict[str, Any] | None:
     if generation is None:
         return None
-    return {"id": str(generation.id), "status": generation.status, "created": False,
-            "info": generation_info(generation)}
+    return {
+        "id": str(generation.id),
+        "status": generation.status,
+        "created": False,
+        "info": generation_info(generation),
+    }
 
 
 def _peek_active(session: Session, chat_id: uuid.UUID) -> dict[str, Any] | None:
@@ -224,8 +247,9 @@ async def stop(request: Request) -> JSONResponse:
     if cancelled:
         # No worker had started it: end its stream here.
         writer = AsyncTokenWriter(state.redis, active["id"], ttl_s=state.settings.stream_ttl_s)
-        await writer.append("done", {"status": "cancelled", "message": None,
-                                     "generation_id": active["id"]})
+        await writer.append(
+            "done", {"status": "cancelled", "message": None, "generation_id": active["id"]}
+        )
         return json_response({"generation_id": active["id"], "status": "cancelled"})
     return json_response({"generation_id": active["id"], "status": "cancelling"}, status_code=202)
 

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -63,24 +63,37 @@ async def internal_error(request: Request, exc: Exception) -> Response:
     )
 
 
-def _install_sigterm_hook(state: AppState) -> None:
+def _install_sigterm_hook(state: AppState) -> Callable[[], None]:
     """End open streams with a final event as soon as the server is told to stop.
 
-    uvicorn waits for open responses before running the lifespan's shutdown, so the
-    streams must hear about SIGTERM/SIGINT directly; uvicorn's own handler still runs.
+    uvicorn waits for open responses (up to ``--timeout-graceful-shutdown``) before it
+    runs the lifespan's shutdown, so the streams must hear about SIGTERM/SIGINT directly.
+    uvicorn (0.29 and later, checked on 0.54) installs its handlers with
+    ``signal.signal`` before the lifespan starts; this wraps them, so uvicorn's own
+    handler still runs. Returns the function that puts the previous handlers back.
     """
     loop = asyncio.get_running_loop()
+    installed: dict[int, Any] = {}
     for sig in (signal.SIGTERM, signal.SIGINT):
         previous = signal.getsignal(sig)
         if not callable(previous):
             continue
 
         def handler(signum: int, frame: Any, previous: Any = previous) -> None:
-            loop.call_soon_threadsafe(state.shutting_down.set)
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(state.shutting_down.set)
             previous(signum, frame)
 
         with contextlib.suppress(ValueError):  # not the main thread (e.g. in tests)
             signal.signal(sig, handler)
+            installed[sig] = previous
+
+    def restore() -> None:
+        for sig, previous in installed.items():
+            with contextlib.suppress(ValueError):
+                signal.signal(sig, previous)
+
+    return restore
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -102,10 +115,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             hub=hub,
         )
         app.state.chatbot = state
-        _install_sigterm_hook(state)
+        restore_signals = _install_sigterm_hook(state)
         try:
             yield
         finally:
+            restore_signals()
             state.shutting_down.set()
             await hub.stop()
             await redis.aclose()
@@ -152,4 +166,9 @@ def app_factory() -> Starlette:
     """Entry point for ``uvicorn --factory web.app:app_factory``: logging from settings."""
     settings = get_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
+    # uvicorn gave its loggers their own plain-text handlers before loading the app:
+    # send their records through ours, so every line of the web log has one format.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
     return create_app(settings)

@@ -1,4 +1,17 @@
-"""The Celery app of the workers. Settings come from ``celeryconfig`` (``shared.settings``)."""
+"""The Celery app of the workers. Settings come from ``celeryconfig`` (``shared.settings``).
+
+Shutdown (checked end to end in tests/e2e/test_ops.py):
+- SIGTERM is Celery's warm shutdown: the worker takes no new job, lets the running
+  generation finish, then exits 0.
+- When a prefork child dies mid-generation (killed, out of memory), its job is rejected
+  (``acks_late`` + ``reject_on_worker_lost``) and goes back to the queue at once; the
+  next attempt sends ``restart`` (clients drop the partial text) and starts over.
+- A worker killed outright (SIGKILL after a platform's grace period, e.g. Heroku's 30 s,
+  while a long answer still runs) leaves its job unacknowledged in Redis: it is delivered
+  again after the broker's visibility timeout, and a web process following the stream
+  fails the generation (``worker_lost``) after GENERATION_TIME_LIMIT_S + 60 s of silence,
+  whichever comes first. Give workers a stop grace period longer than an answer takes.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +21,13 @@ from typing import Any
 from celery import Celery
 from celery.signals import (
     after_setup_logger,
+    after_setup_task_logger,
     worker_process_init,
     worker_process_shutdown,
     worker_ready,
     worker_shutdown,
 )
+from celery.utils.log import get_multiprocessing_logger
 
 from shared.logs import configure_logging
 from shared.settings import get_settings
@@ -27,6 +42,21 @@ app.config_from_object("celeryconfig")
 def _logging(**_: Any) -> None:
     settings = get_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
+    # Celery gave billiard's logger (pool process deaths) its own plain-text handler.
+    _propagate(get_multiprocessing_logger())
+
+
+@after_setup_task_logger.connect
+def _task_logging(logger: logging.Logger, **_: Any) -> None:
+    # The task logger ("celery.task") gets its own plain-text handler and does not
+    # propagate: send its records through the root's JSON handler like all others.
+    _propagate(logger)
+
+
+def _propagate(logger: logging.Logger | None) -> None:
+    if logger is not None:
+        logger.handlers.clear()
+        logger.propagate = True
 
 
 @worker_process_init.connect

@@ -22,6 +22,7 @@ from shared.generations.models import Generation
 from shared.generations.repository import GenerationRepository
 from shared.generations.schemas import generation_info, timings, usage
 from shared.tokenbus import TokenWriter
+from worker import metrics
 from worker.engine import ChatMessage, SamplingParams, fit_messages
 from worker.runtime import Runtime
 
@@ -85,11 +86,17 @@ def _fail(runtime: Runtime, writer: TokenWriter, generation_id: uuid.UUID, *, co
         )
     if changed:
         writer.append("error", {"error": {"code": code, "message": message}})
+        metrics.generation_ended(status="error")
     log.warning("generation failed: %s", message, extra={"code": code})
 
 
 def run_generation(runtime: Runtime, *, generation_id: str) -> None:
     """Run one generation from claim to the terminal ``done`` or ``error`` event."""
+    with metrics.recording(runtime.redis):  # written to Redis once, when it ends
+        _run_generation(runtime, generation_id=generation_id)
+
+
+def _run_generation(runtime: Runtime, *, generation_id: str) -> None:
     settings = runtime.settings
     gid = uuid.UUID(generation_id)
     writer = TokenWriter(runtime.redis, generation_id, ttl_s=settings.stream_ttl_s,
@@ -98,6 +105,12 @@ def run_generation(runtime: Runtime, *, generation_id: str) -> None:
     if generation is None:
         log.info("generation already ended; nothing to do")
         return
+    metrics.generation_started(
+        kind=generation.kind,
+        queued_at=generation.created_at,
+        started_at=generation.started_at,
+        attempt=generation.attempts,
+    )
     if generation.attempts > settings.max_attempts:
         _fail(runtime, writer, gid, code="too_many_attempts",
               message=f"gave up after {settings.max_attempts} attempts: the workers kept dying")
@@ -148,6 +161,7 @@ def _generate(runtime: Runtime, writer: TokenWriter, generation: Generation) -> 
             if first_token_at is None:
                 first_token_at = utcnow()
             pieces.append(piece)
+            metrics.token()
             _, flag = writer.append("token", piece)
             if flag:
                 reason = flag
@@ -210,5 +224,10 @@ def _finish(runtime: Runtime, writer: TokenWriter, generation: Generation, *, te
         }
     # After the commit: a client that sees `done` can read the saved message.
     writer.append("done", payload)
+    metrics.generation_ended(
+        status=status,
+        prompt_tokens=generation.prompt_tokens,
+        completion_tokens=generation.completion_tokens,
+    )
     log.info("generation %s", status, extra={"tokens": generation.completion_tokens,
                                                "reason": reason})

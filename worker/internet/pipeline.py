@@ -13,11 +13,18 @@ import serpapi
 from redis import Redis
 
 from shared.settings import Settings
+from worker import metrics
 from worker.internet.cache import DEFAULT_NAMESPACE, WebCache
 from worker.internet.extract import Document, extract_document, split_passages
 from worker.internet.fetch import FetchedPage, fetch_pages
 from worker.internet.rank import Candidate, rank_passages
-from worker.internet.search import SEARCH_TIMEOUT_S, SearchResult, search, search_params
+from worker.internet.search import (
+    SEARCH_TIMEOUT_S,
+    SearchError,
+    SearchResult,
+    search,
+    search_params,
+)
 
 log = logging.getLogger(__name__)
 
@@ -215,10 +222,18 @@ def _cached_search(
     keyed = {**params, "base_url": settings.serpapi_base_url}
     if cache is not None and (cached := cache.get_search(keyed)) is not None:
         try:
-            return SearchResult.from_json(cached)
+            found = SearchResult.from_json(cached)
+            metrics.web_search(outcome="cached")
+            return found
         except (KeyError, TypeError, ValueError):
             log.warning("ignoring a malformed cached search")
-    result = search(question, settings=settings, client=client, timeout_s=SEARCH_TIMEOUT_S)
+    started = time.perf_counter()
+    try:
+        result = search(question, settings=settings, client=client, timeout_s=SEARCH_TIMEOUT_S)
+    except SearchError:
+        metrics.web_search(outcome="error", seconds=time.perf_counter() - started)
+        raise
+    metrics.web_search(outcome="ok", seconds=time.perf_counter() - started)
     if cache is not None:
         cache.put_search(keyed, result.to_json())
     return result
@@ -240,7 +255,9 @@ def _read_pages(
             except KeyError:
                 continue
     missing = [url for url in urls if url not in documents]
+    started = time.perf_counter()
     fetched: list[FetchedPage] = fetch_pages(missing, settings=settings) if missing else []
+    fetch_seconds = time.perf_counter() - started if missing else None
     new_documents: dict[str, Document] = {}
     for page in fetched:
         if not page.ok or page.text is None:
@@ -253,6 +270,9 @@ def _read_pages(
         new_documents[page.url] = document
     if cache is not None and new_documents:
         cache.put_pages({url: asdict(document) for url, document in new_documents.items()})
+    metrics.web_pages(
+        ok=len(new_documents), cached=len(documents), failed=len(failures), seconds=fetch_seconds
+    )
     documents.update(new_documents)
     return documents, failures
 

@@ -1,0 +1,178 @@
+"""Heroku-style ``rediss://`` URLs with self-signed certificates: redis-py and Celery."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from celery import Celery
+
+from shared.redisconn import async_client, sync_client
+from shared.settings import Settings, get_settings
+
+CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+
+
+def settings_for(url: str, cert_reqs: str = "none") -> Settings:
+    return Settings(redis_url=url, redis_ssl_cert_reqs=cert_reqs, _env_file=None)  # type: ignore[call-arg]
+
+
+def fresh_celeryconfig() -> ModuleType:
+    """Import ``celeryconfig`` anew (``reload`` would keep names the new run does not set)."""
+    get_settings.cache_clear()
+    sys.modules.pop("celeryconfig", None)
+    return importlib.import_module("celeryconfig")
+
+
+def reload_celeryconfig(monkeypatch: pytest.MonkeyPatch, url: str, cert_reqs: str) -> ModuleType:
+    monkeypatch.setenv("REDIS_URL", url)
+    monkeypatch.setenv("REDIS_SSL_CERT_REQS", cert_reqs)
+    return fresh_celeryconfig()
+
+
+@pytest.fixture
+def restore_celeryconfig(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    yield monkeypatch
+    monkeypatch.undo()
+    fresh_celeryconfig()
+
+
+@pytest.mark.parametrize("cert_reqs", ["none", "optional", "required"])
+def test_rediss_url_maps_to_both_clients(
+    cert_reqs: str, restore_celeryconfig: pytest.MonkeyPatch
+) -> None:
+    url = "rediss://:secret@redis.example.com:6380/0"
+    for client in (
+        sync_client(settings_for(url, cert_reqs)),
+        async_client(settings_for(url, cert_reqs)),
+    ):
+        kwargs = client.connection_pool.connection_kwargs
+        assert kwargs["ssl_cert_reqs"] == cert_reqs
+        assert client.connection_pool.connection_class.__name__ == "SSLConnection"
+    config = reload_celeryconfig(restore_celeryconfig, url, cert_reqs)
+    assert config.broker_url == url
+    assert config.broker_use_ssl == {"ssl_cert_reqs": CERT_REQS[cert_reqs]}
+
+
+def test_plain_redis_url_has_no_tls_options(restore_celeryconfig: pytest.MonkeyPatch) -> None:
+    url = "redis://127.0.0.1:6379/3"
+    kwargs = sync_client(settings_for(url)).connection_pool.connection_kwargs
+    assert "ssl_cert_reqs" not in kwargs
+    config = reload_celeryconfig(restore_celeryconfig, url, "none")
+    assert not hasattr(config, "broker_use_ssl")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server that speaks only TLS, with a self-signed certificate (like Heroku)."""
+    server, openssl = shutil.which("redis-server"), shutil.which("openssl")
+    if server is None or openssl is None:
+        pytest.skip("needs redis-server and openssl")
+    folder: Path = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=redis.test",
+            "-keyout",
+            str(folder / "key.pem"),
+            "-out",
+            str(folder / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            server,
+            "--port",
+            "0",
+            "--tls-port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--tls-cert-file",
+            str(folder / "cert.pem"),
+            "--tls-key-file",
+            str(folder / "key.pem"),
+            "--tls-ca-cert-file",
+            str(folder / "cert.pem"),
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                output = process.stdout.read().decode() if process.stdout else ""
+                pytest.skip(f"this redis-server has no TLS support: {output[-300:]}")
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield f"rediss://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+async def test_redis_clients_talk_to_a_self_signed_tls_redis(tls_redis: str) -> None:
+    settings = settings_for(tls_redis, "none")
+    assert sync_client(settings).ping()
+    client = async_client(settings)
+    try:
+        assert await client.ping()
+    finally:
+        await client.aclose()
+    # The check stays on when asked for: the self-signed certificate is refused.
+    with pytest.raises(Exception, match="certificate"):
+        sync_client(settings_for(tls_redis, "required")).ping()
+
+
+def test_celery_broker_talks_to_a_self_signed_tls_redis(
+    tls_redis: str, restore_celeryconfig: pytest.MonkeyPatch
+) -> None:
+    reload_celeryconfig(restore_celeryconfig, tls_redis, "none")
+    app = Celery("tls-test")
+    app.config_from_object("celeryconfig")
+    with app.connection_for_write() as connection:
+        queue = connection.SimpleQueue("tls-test")
+        try:
+            queue.put({"hello": "tls"})
+            message = queue.get(timeout=5)
+            message.ack()
+            assert message.payload == {"hello": "tls"}
+        finally:
+            queue.close()

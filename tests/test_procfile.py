@@ -1,0 +1,116 @@
+"""The Procfile, line by line, as ``bash -c`` expands it (a stand-in ``python`` records
+the command); tests/e2e/test_ops.py runs each line for real."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared.cli import flower_command, web_command, worker_command
+from shared.settings import Settings
+from tests.conftest import ROOT
+
+FAKE_PYTHON = f"""#!{sys.executable}
+import json, sys
+print(json.dumps(sys.argv[1:]))
+"""
+#: The environment the lines may use: the platform's PORT and documented settings.
+ALLOWED_VARIABLES = {"PORT", "FLOWER_BASIC_AUTH", "FLOWER_URL_PREFIX"}
+
+
+def procfile() -> dict[str, str]:
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    return {
+        name.strip(): command.strip()
+        for name, _, command in (line.partition(":") for line in lines if line.strip())
+    }
+
+
+def expand(process: str, tmp_path: Path, **env: str) -> tuple[int, list[str], str]:
+    """Run the line with bash as Heroku does; returns (status, python's argv, stderr)."""
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    done = subprocess.run(
+        ["bash", "-c", procfile()[process]],
+        capture_output=True,
+        text=True,
+        env={"PATH": f"{tmp_path}:/usr/bin:/bin", **env},
+        timeout=30,
+    )
+    argv = json.loads(done.stdout) if done.stdout.strip() else []
+    return done.returncode, argv, done.stderr
+
+
+def test_procfile_has_the_four_processes() -> None:
+    assert set(procfile()) == {"release", "web", "worker", "flower"}
+
+
+def test_lines_use_only_documented_variables() -> None:
+    used = set(re.findall(r"\$\{?([A-Z_][A-Z0-9_]*)", (ROOT / "Procfile").read_text()))
+    assert used <= ALLOWED_VARIABLES
+    fields = {name.upper() for name in Settings.model_fields}
+    assert used - {"PORT"} <= fields  # each is a setting with a description
+
+
+def test_release_migrates(tmp_path: Path) -> None:
+    assert expand("release", tmp_path)[:2] == (0, ["-m", "shared.cli", "migrate"])
+
+
+def test_web_serves_on_port_behind_a_proxy(tmp_path: Path) -> None:
+    status, argv, _ = expand("web", tmp_path, PORT="5123")
+    assert status == 0
+    assert argv[argv.index("--port") + 1] == "5123"
+    assert argv[argv.index("--host") + 1] == "0.0.0.0"
+    assert argv[argv.index("--forwarded-allow-ips") + 1] == "*"
+    assert "--proxy-headers" in argv
+    # The same server as `chatbot web`, apart from where it binds.
+    local = web_command(Settings(_env_file=None), host="0.0.0.0", port=5123)  # type: ignore[call-arg]
+    assert argv[:4] == local[1:5]
+    assert expand("web", tmp_path)[1][argv.index("--port") + 1] == "8000"  # no PORT: 8000
+
+
+def test_worker_takes_one_generation_at_a_time_with_events(tmp_path: Path) -> None:
+    status, argv, _ = expand("worker", tmp_path)
+    assert status == 0
+    assert argv[:5] == ["-m", "celery", "-A", "worker.app", "worker"]
+    assert argv[argv.index("-Q") + 1] == "inference"
+    assert argv[argv.index("--concurrency") + 1] == "1"
+    assert argv[argv.index("--prefetch-multiplier") + 1] == "1"
+    assert "-E" in argv  # task events, for Flower
+    local = worker_command(
+        Settings(_env_file=None),
+        pool="prefork",
+        concurrency=1,  # type: ignore[call-arg]
+        name="worker@%h",
+    )
+    for option in ("-Q", "--pool", "--concurrency", "--prefetch-multiplier", "-n"):
+        assert argv[argv.index(option) + 1] == local[local.index(option) + 1], option
+
+
+def test_flower_requires_basic_auth(tmp_path: Path) -> None:
+    status, argv, stderr = expand("flower", tmp_path, PORT="5555")
+    assert status != 0 and not argv
+    assert "FLOWER_BASIC_AUTH" in stderr
+
+
+@pytest.mark.parametrize("prefix", ["", "flower"])
+def test_flower_with_auth_and_prefix(tmp_path: Path, prefix: str) -> None:
+    status, argv, _ = expand(
+        "flower", tmp_path, PORT="5600", FLOWER_BASIC_AUTH="a:b,c:d", FLOWER_URL_PREFIX=prefix
+    )
+    assert status == 0
+    assert argv[:5] == ["-m", "celery", "-A", "worker.app", "flower"]
+    assert {"--port=5600", "--basic-auth=a:b,c:d", f"--url-prefix={prefix}"} <= set(argv)
+    settings = Settings(
+        flower_basic_auth="a:b,c:d",
+        flower_url_prefix=prefix,  # type: ignore[call-arg]
+        _env_file=None,
+    )
+    local = flower_command(settings, port=5600)
+    assert set(local[1:]) - {"--url-prefix="} <= set(argv)

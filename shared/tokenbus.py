@@ -50,6 +50,10 @@ def seen_key(generation_id: str) -> str:
     return f"chatbot:gen:{{{generation_id}}}:seen"
 
 
+def owner_key(generation_id: str) -> str:
+    return f"chatbot:gen:{{{generation_id}}}:owner"
+
+
 def generation_from_channel(channel: str) -> str:
     return channel.split("{", 1)[1].split("}", 1)[0]
 
@@ -205,6 +209,22 @@ def worker_heartbeat(client: redis.Redis, *, worker_id: str, info: dict[str, Any
         pipe.hset(f"{WORKERS_KEY}:info", worker_id, json.dumps(info))
         pipe.zremrangebyscore(WORKERS_KEY, "-inf", now - 10 * WORKER_STALE_S)
         pipe.execute()
+
+
+def claim_ownership(
+    client: redis.Redis, generation_id: str, *, worker_id: str, ttl_s: int
+) -> None:
+    """Record which worker process runs a generation, so a vanished one can be noticed."""
+    client.set(owner_key(generation_id), worker_id, ex=ttl_s)
+
+
+async def owner_vanished(client: aioredis.Redis, generation_id: str) -> bool:
+    """True when the worker process running this generation stopped beating."""
+    owner = await client.get(owner_key(generation_id))
+    if owner is None:
+        return False
+    beat = await client.zscore(WORKERS_KEY, _text(owner))
+    return beat is None or beat < time.time() - WORKER_STALE_S
 
 
 def worker_gone(client: redis.Redis, *, worker_id: str) -> None:

@@ -21,7 +21,7 @@ from shared.errors import ChatbotError
 from shared.generations.models import Generation
 from shared.generations.repository import GenerationRepository
 from shared.generations.schemas import generation_info, timings, usage
-from shared.tokenbus import TokenWriter
+from shared.tokenbus import TokenWriter, claim_ownership
 from worker import metrics
 from worker.engine import ChatMessage, SamplingParams, fit_messages
 from worker.runtime import Runtime
@@ -105,6 +105,8 @@ def _run_generation(runtime: Runtime, *, generation_id: str) -> None:
     if generation is None:
         log.info("generation already ended; nothing to do")
         return
+    claim_ownership(runtime.redis, generation_id, worker_id=runtime.worker_id,
+                    ttl_s=settings.stream_ttl_s)
     metrics.generation_started(
         kind=generation.kind,
         queued_at=generation.created_at,

@@ -453,3 +453,32 @@ def test_a_killed_worker_process_hands_its_generation_back(ops: Stack) -> None:
     assert got.done["message"]["message"] == text  # clients drop what came before restart
     assert generation_row(ops, got.generation_id) == ("done", 2)
     assert not active_generations(ops)
+
+
+def test_a_worker_killed_outright_fails_its_generation_instead_of_leaving_it_running(
+    ops: Stack,
+) -> None:
+    # Runs last: it kills the module's remaining worker (main process and child) with SIGKILL,
+    # so nothing hands the job back before the broker's visibility timeout.
+    wait_idle(ops)
+    victim = next(name for name in ("worker_a", "worker_b") if name in ops.processes)
+    web_a = ops.url("web_a")
+    chat_id = new_chat(web_a, ("Human", STORY))
+    killed_at: list[float] = []
+
+    def on_event(event: Any) -> None:
+        if event.event == "message" and not killed_at:
+            main = ops.processes[victim].pid
+            children = Path(f"/proc/{main}/task/{main}/children").read_text().split()
+            for pid in [main, *map(int, children)]:
+                os.kill(pid, signal.SIGKILL)
+            killed_at.append(time.monotonic())
+
+    got = stream(web_a, f"/conversations/inference/{chat_id}", on_event=on_event, timeout=90)
+    ops.processes.pop(victim).wait(timeout=10)
+    assert killed_at
+    assert got.events[-1].event == "error", [e.event for e in got.events]
+    assert got.events[-1].json()["error"]["code"] == "worker_lost"
+    assert time.monotonic() - killed_at[0] < 40
+    assert generation_row(ops, got.generation_id)[0] == "error"
+    assert not active_generations(ops)

@@ -19,9 +19,11 @@ from shared.logs import request_id_var
 from shared.queue import enqueue_generation
 from shared.tokenbus import (
     MODEL_ERROR_KEY,
+    WORKER_STALE_S,
     AsyncTokenWriter,
     live_workers,
     mark_seen,
+    owner_vanished,
     read_events,
     request_cancel,
 )
@@ -51,7 +53,11 @@ async def _require_worker(state: AppState) -> None:
 async def _end_if_stuck(state: AppState, generation_id: uuid.UUID, quiet_s: float) -> None:
     """Fail a generation no worker took within the queue timeout, or whose worker vanished."""
     settings = state.settings
-    if quiet_s < settings.queue_timeout_s:
+    if quiet_s < min(settings.queue_timeout_s, WORKER_STALE_S):
+        return
+    # A worker process that died (even SIGKILL) stops beating: its answer is lost.
+    vanished = await owner_vanished(state.redis, str(generation_id))
+    if quiet_s < settings.queue_timeout_s and not vanished:
         return
 
     def work(session: Session) -> tuple[str, str] | None:
@@ -71,7 +77,9 @@ async def _end_if_stuck(state: AppState, generation_id: uuid.UUID, quiet_s: floa
                 from_=("queued",),
             ):
                 return "no_worker", message
-        elif generation.status == "running" and quiet_s > settings.generation_time_limit_s + 60:
+        elif generation.status == "running" and (
+            vanished or quiet_s > settings.generation_time_limit_s + 60
+        ):
             message = "the worker answering this stopped responding"
             if service.fail(
                 session,

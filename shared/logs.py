@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 generation_id_var: ContextVar[str | None] = ContextVar("generation_id", default=None)
 
-_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# "color_message" is uvicorn's ANSI-coloured copy of the message.
+_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):

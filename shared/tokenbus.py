@@ -138,7 +138,11 @@ class TokenWriter:
     def append(self, kind: EventType, data: Any = "") -> tuple[str, str]:
         """Append one event; returns its entry id and a stop flag ("cancel", "abandoned", "")."""
         args: list[str | int] = [
-            kind, encode(data), STREAM_MAXLEN, self.ttl_s, int(self.check_listeners)
+            kind,
+            encode(data),
+            STREAM_MAXLEN,
+            self.ttl_s,
+            int(self.check_listeners),
         ]
         entry_id, flag = self._script(keys=self._keys, args=args)
         return _text(entry_id), _text(flag)
@@ -211,9 +215,7 @@ def worker_heartbeat(client: redis.Redis, *, worker_id: str, info: dict[str, Any
         pipe.execute()
 
 
-def claim_ownership(
-    client: redis.Redis, generation_id: str, *, worker_id: str, ttl_s: int
-) -> None:
+def claim_ownership(client: redis.Redis, generation_id: str, *, worker_id: str, ttl_s: int) -> None:
     """Record which worker process runs a generation, so a vanished one can be noticed."""
     client.set(owner_key(generation_id), worker_id, ex=ttl_s)
 

@@ -68,8 +68,12 @@ def _claim(runtime: Runtime, generation_id: uuid.UUID) -> Generation | None:
         result = session.execute(
             update(Generation)
             .where(Generation.id == generation_id, Generation.status.in_(("queued", "running")))
-            .values(status="running", attempts=Generation.attempts + 1, started_at=utcnow(),
-                    model=runtime.engine.model_name)
+            .values(
+                status="running",
+                attempts=Generation.attempts + 1,
+                started_at=utcnow(),
+                model=runtime.engine.model_name,
+            )
             .execution_options(synchronize_session=False)
         )
         if not result.rowcount:  # type: ignore[attr-defined]
@@ -77,12 +81,17 @@ def _claim(runtime: Runtime, generation_id: uuid.UUID) -> Generation | None:
         return session.get(Generation, generation_id)
 
 
-def _fail(runtime: Runtime, writer: TokenWriter, generation_id: uuid.UUID, *, code: str,
-          message: str) -> None:
+def _fail(
+    runtime: Runtime, writer: TokenWriter, generation_id: uuid.UUID, *, code: str, message: str
+) -> None:
     with transaction(runtime.sessions) as session:
         changed = GenerationRepository(session).transition(
-            generation_id, from_=("queued", "running"), status="error", error_code=code,
-            error=message, finished_at=utcnow(),
+            generation_id,
+            from_=("queued", "running"),
+            status="error",
+            error_code=code,
+            error=message,
+            finished_at=utcnow(),
         )
     if changed:
         writer.append("error", {"error": {"code": code, "message": message}})
@@ -99,14 +108,16 @@ def run_generation(runtime: Runtime, *, generation_id: str) -> None:
 def _run_generation(runtime: Runtime, *, generation_id: str) -> None:
     settings = runtime.settings
     gid = uuid.UUID(generation_id)
-    writer = TokenWriter(runtime.redis, generation_id, ttl_s=settings.stream_ttl_s,
-                         check_listeners=True)
+    writer = TokenWriter(
+        runtime.redis, generation_id, ttl_s=settings.stream_ttl_s, check_listeners=True
+    )
     generation = _claim(runtime, gid)
     if generation is None:
         log.info("generation already ended; nothing to do")
         return
-    claim_ownership(runtime.redis, generation_id, worker_id=runtime.worker_id,
-                    ttl_s=settings.stream_ttl_s)
+    claim_ownership(
+        runtime.redis, generation_id, worker_id=runtime.worker_id, ttl_s=settings.stream_ttl_s
+    )
     metrics.generation_started(
         kind=generation.kind,
         queued_at=generation.created_at,
@@ -114,8 +125,13 @@ def _run_generation(runtime: Runtime, *, generation_id: str) -> None:
         attempt=generation.attempts,
     )
     if generation.attempts > settings.max_attempts:
-        _fail(runtime, writer, gid, code="too_many_attempts",
-              message=f"gave up after {settings.max_attempts} attempts: the workers kept dying")
+        _fail(
+            runtime,
+            writer,
+            gid,
+            code="too_many_attempts",
+            message=f"gave up after {settings.max_attempts} attempts: the workers kept dying",
+        )
         return
     if generation.attempts > 1 and writer.has_tokens():
         # An earlier attempt died mid-answer: clients drop what they have and start over.
@@ -127,8 +143,13 @@ def _run_generation(runtime: Runtime, *, generation_id: str) -> None:
         _fail(runtime, writer, gid, code=exc.code, message=exc.message)
     except Exception as exc:
         log.exception("generation crashed")
-        _fail(runtime, writer, gid, code="generation_failed",
-              message=f"the worker could not finish this answer: {type(exc).__name__}: {exc}")
+        _fail(
+            runtime,
+            writer,
+            gid,
+            code="generation_failed",
+            message=f"the worker could not finish this answer: {type(exc).__name__}: {exc}",
+        )
 
 
 def _generate(runtime: Runtime, writer: TokenWriter, generation: Generation) -> None:
@@ -146,11 +167,12 @@ def _generate(runtime: Runtime, writer: TokenWriter, generation: Generation) -> 
     if (flag := writer.stop_requested()) != "":  # the search may have taken a while
         _finish(runtime, writer, generation, text="", sources=prepared.sources, reason=flag)
         return
-    fitted = fit_messages(runtime.engine, prepared.messages,
-                          max_new_tokens=settings.max_new_tokens)
+    fitted = fit_messages(runtime.engine, prepared.messages, max_new_tokens=settings.max_new_tokens)
     if fitted.dropped or fitted.truncated:
-        log.info("chat trimmed to fit the context window",
-                 extra={"dropped": fitted.dropped, "truncated": fitted.truncated})
+        log.info(
+            "chat trimmed to fit the context window",
+            extra={"dropped": fitted.dropped, "truncated": fitted.truncated},
+        )
     params = SamplingParams.from_settings(settings)
     pieces: list[str] = []
     reason = "done"
@@ -178,8 +200,9 @@ def _generate(runtime: Runtime, writer: TokenWriter, generation: Generation) -> 
     generation.first_token_at = first_token_at
     if reason == "done":
         reason = stream.finish_reason or "stop"  # "stop" (end of turn) or "length"
-    _finish(runtime, writer, generation, text="".join(pieces), sources=prepared.sources,
-            reason=reason)
+    _finish(
+        runtime, writer, generation, text="".join(pieces), sources=prepared.sources, reason=reason
+    )
 
 
 def _history(session: Session, generation: Generation) -> list[Conversation]:
@@ -190,15 +213,25 @@ def _history(session: Session, generation: Generation) -> list[Conversation]:
     return messages.history(generation.chat_id, up_to=question, limit=HISTORY_LIMIT)
 
 
-def _finish(runtime: Runtime, writer: TokenWriter, generation: Generation, *, text: str,
-            sources: list[dict[str, Any]] | None, reason: str) -> None:
+def _finish(
+    runtime: Runtime,
+    writer: TokenWriter,
+    generation: Generation,
+    *,
+    text: str,
+    sources: list[dict[str, Any]] | None,
+    reason: str,
+) -> None:
     """Save the answer and end the stream. ``reason``: done, cancel, abandoned, deadline."""
     status = "cancelled" if reason in ("cancel", "abandoned") else "done"
     now = utcnow()
     saved: dict[str, Any] | None = None
     with transaction(runtime.sessions) as session:
         changed = GenerationRepository(session).transition(
-            generation.id, from_=("running",), status=status, finished_at=now,
+            generation.id,
+            from_=("running",),
+            status=status,
+            finished_at=now,
             prompt_tokens=generation.prompt_tokens,
             completion_tokens=generation.completion_tokens,
             first_token_at=generation.first_token_at,
@@ -207,11 +240,18 @@ def _finish(runtime: Runtime, writer: TokenWriter, generation: Generation, *, te
             log.warning("generation was ended elsewhere; answer not saved")
             return
         if text:
-            message = ConversationRepository(session).add(Conversation(
-                chat_id=generation.chat_id, role="Assistant", message=text,
-                generation_id=generation.id, status=status, sources=sources,
-                created_at=now, updated_at=now,
-            ))
+            message = ConversationRepository(session).add(
+                Conversation(
+                    chat_id=generation.chat_id,
+                    role="Assistant",
+                    message=text,
+                    generation_id=generation.id,
+                    status=status,
+                    sources=sources,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
             saved = ConversationOut.model_validate(message).model_dump(mode="json")
         row = session.get(Generation, generation.id)
         assert row is not None
@@ -231,5 +271,6 @@ def _finish(runtime: Runtime, writer: TokenWriter, generation: Generation, *, te
         prompt_tokens=generation.prompt_tokens,
         completion_tokens=generation.completion_tokens,
     )
-    log.info("generation %s", status, extra={"tokens": generation.completion_tokens,
-                                               "reason": reason})
+    log.info(
+        "generation %s", status, extra={"tokens": generation.completion_tokens, "reason": reason}
+    )

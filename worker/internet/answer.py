@@ -40,13 +40,18 @@ def prepare_internet(
         evidence = gather_evidence(question, settings=settings, redis=runtime.redis)
     except SearchError as exc:
         raise SearchFailed(exc) from exc
-    log.info("evidence gathered", extra={
-        "sources": len(evidence.sources), "degraded": evidence.degraded,
-        "seconds": round(time.perf_counter() - started, 3),
-    })
+    log.info(
+        "evidence gathered",
+        extra={
+            "sources": len(evidence.sources),
+            "degraded": evidence.degraded,
+            "seconds": round(time.perf_counter() - started, 3),
+        },
+    )
     sources = [asdict(source) for source in evidence.sources]
-    writer.append("sources", {"sources": sources, "degraded": evidence.degraded,
-                              "notes": evidence.notes})
+    writer.append(
+        "sources", {"sources": sources, "degraded": evidence.degraded, "notes": evidence.notes}
+    )
     messages = build_messages(question, evidence, system_prompt=settings.system_prompt)
     return Prepared(
         messages=[ChatMessage(m["role"], m["content"]) for m in messages],  # type: ignore[arg-type]

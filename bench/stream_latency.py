@@ -27,6 +27,9 @@ from pathlib import Path
 import httpx
 import redis
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from shared.cli import web_command, worker_command
+
 ROOT = Path(__file__).resolve().parent.parent
 BARE_APP = """
 from starlette.applications import Starlette
@@ -125,55 +128,13 @@ def main() -> None:
     subprocess.run([python, "-m", "shared.cli", "migrate"], env=env, cwd=ROOT, check=True)
     (folder / "bare.py").write_text(BARE_APP)
     port, bare_port = free_port(), free_port()
+    bare_command = [python, "-m", "uvicorn", "bare:app", "--port", str(bare_port)]
     processes = [
         subprocess.Popen(
-            [
-                python,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "web.app:app_factory",
-                "--port",
-                str(port),
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            cwd=ROOT,
+            web_command(host="127.0.0.1", port=port, log_level="warning"), env=env, cwd=ROOT
         ),
-        subprocess.Popen(
-            [
-                python,
-                "-m",
-                "uvicorn",
-                "bare:app",
-                "--port",
-                str(bare_port),
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            cwd=folder,
-        ),
-        subprocess.Popen(
-            [
-                python,
-                "-m",
-                "celery",
-                "-A",
-                "worker.app",
-                "worker",
-                "-Q",
-                "inference",
-                "-c",
-                "1",
-                "--loglevel",
-                "WARNING",
-            ],
-            env=env,
-            cwd=ROOT,
-        ),
+        subprocess.Popen([*bare_command, "--no-access-log", "--log-level", "warning"], cwd=folder),
+        subprocess.Popen(worker_command(name="bench@%h", log_level="WARNING"), env=env, cwd=ROOT),
     ]
     base = f"http://127.0.0.1:{port}"
     try:

@@ -92,49 +92,26 @@ def stop_processes(processes: Sequence[subprocess.Popen[bytes]], timeout: float 
             process.wait()
 
 
-def web_command(settings: Settings, *, host: str, port: int) -> list[str]:
+def web_command(*, host: str, port: int, log_level: str = "info") -> list[str]:
+    """The web server's command line (the Procfile's ``web`` line, as a list)."""
     return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "web.app:app_factory",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--proxy-headers",
-        "--forwarded-allow-ips",
-        "*",
-        "--timeout-graceful-shutdown",
-        "10",
-        "--no-access-log",
-        "--log-level",
-        settings.log_level.lower(),
+        *(sys.executable, "-m", "uvicorn", "--factory", "web.app:app_factory"),
+        *("--host", host, "--port", str(port)),
+        *("--proxy-headers", "--forwarded-allow-ips", "*"),
+        *("--timeout-graceful-shutdown", "10", "--no-access-log"),
+        *("--log-level", log_level.lower()),
     ]
 
 
-def worker_command(settings: Settings, *, pool: str, concurrency: int, name: str) -> list[str]:
+def worker_command(
+    *, name: str, pool: str = "prefork", concurrency: int = 1, log_level: str = "INFO"
+) -> list[str]:
+    """A worker's command line (the Procfile's ``worker`` line, as a list)."""
     return [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "worker.app",
-        "worker",
-        "-Q",
-        "inference",
-        "--pool",
-        pool,
-        "--concurrency",
-        str(concurrency),
-        "--prefetch-multiplier",
-        "1",
-        "-E",
-        "-n",
-        name,
-        "--loglevel",
-        settings.log_level.upper(),
+        *(sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q", "inference"),
+        *("--pool", pool, "--concurrency", str(concurrency), "--prefetch-multiplier", "1"),
+        *("-E", "--without-gossip", "--without-mingle", "-n", name),
+        *("--loglevel", log_level.upper()),
     ]
 
 
@@ -189,11 +166,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     with embedded_redis(settings):
         processes: list[subprocess.Popen[bytes]] = []
         for index in range(args.workers):
-            command = worker_command(
-                settings, pool="prefork", concurrency=1, name=f"worker{index + 1}@%h"
-            )
+            command = worker_command(name=f"worker{index + 1}@%h", log_level=settings.log_level)
             processes.append(subprocess.Popen(command, cwd=ROOT))
-        processes.append(subprocess.Popen(web_command(settings, host=host, port=port), cwd=ROOT))
+        web = web_command(host=host, port=port, log_level=settings.log_level)
+        processes.append(subprocess.Popen(web, cwd=ROOT))
         say(f"serving on http://{host}:{port} (API docs at /docs); Ctrl-C stops everything")
         return supervise(processes)
 
@@ -225,14 +201,21 @@ def supervise(processes: list[subprocess.Popen[bytes]]) -> int:
 def cmd_web(args: argparse.Namespace) -> int:
     settings = get_settings()
     command = web_command(
-        settings, host=args.host or settings.host, port=args.port or settings.port
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_level=settings.log_level,
     )
     os.execv(command[0], command)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = get_settings()
-    command = worker_command(settings, pool=args.pool, concurrency=args.concurrency, name=args.name)
+    command = worker_command(
+        name=args.name,
+        pool=args.pool,
+        concurrency=args.concurrency,
+        log_level=settings.log_level,
+    )
     os.chdir(ROOT)
     os.execv(command[0], command)
 

@@ -70,7 +70,7 @@ def test_web_serves_on_port_behind_a_proxy(tmp_path: Path) -> None:
     assert argv[argv.index("--forwarded-allow-ips") + 1] == "*"
     assert "--proxy-headers" in argv
     # The same server as `chatbot web`, apart from where it binds.
-    local = web_command(Settings(_env_file=None), host="0.0.0.0", port=5123)  # type: ignore[call-arg]
+    local = web_command(host="0.0.0.0", port=5123)
     assert argv[:4] == local[1:5]
     assert expand("web", tmp_path)[1][argv.index("--port") + 1] == "8000"  # no PORT: 8000
 
@@ -83,12 +83,7 @@ def test_worker_takes_one_generation_at_a_time_with_events(tmp_path: Path) -> No
     assert argv[argv.index("--concurrency") + 1] == "1"
     assert argv[argv.index("--prefetch-multiplier") + 1] == "1"
     assert "-E" in argv  # task events, for Flower
-    local = worker_command(
-        Settings(_env_file=None),
-        pool="prefork",
-        concurrency=1,  # type: ignore[call-arg]
-        name="worker@%h",
-    )
+    local = worker_command(name="worker@%h")
     for option in ("-Q", "--pool", "--concurrency", "--prefetch-multiplier", "-n"):
         assert argv[argv.index(option) + 1] == local[local.index(option) + 1], option
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ import httpx
 import pytest
 import redis
 
+from shared.cli import web_command, worker_command
 from tests.conftest import ROOT, TEST_DATA_DIR
 
 E2E_ENV = {
@@ -49,46 +49,14 @@ class Stack:
 
     def start_web(self, name: str = "web", **env: str) -> str:
         port = free_port()
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "web.app:app_factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--timeout-graceful-shutdown",
-            "5",
-        ]
-        self._spawn(name, command, env)
+        self._spawn(name, web_command(host="127.0.0.1", port=port), env)
         self.ports[name] = port
         wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), f"{name} to serve")
         return self.url(name)
 
     def start_worker(self, name: str = "worker", **env: str) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.app",
-            "worker",
-            "-Q",
-            "inference",
-            "--pool",
-            "prefork",
-            "--concurrency",
-            "1",
-            "-n",
-            f"{name}-{os.getpid()}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "-E",
-        ]
         before = set(self.live_workers())
-        self._spawn(name, command, env)
+        self._spawn(name, worker_command(name=f"{name}-{os.getpid()}@%h"), env)
         wait_until(
             lambda: set(self.live_workers()) - before, f"{name} to load the model", timeout=90
         )

@@ -10,6 +10,8 @@ import signal
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from redis.exceptions import RedisError
+from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -18,7 +20,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from shared.db import make_engine, make_sessionmaker
-from shared.errors import ChatbotError
+from shared.errors import ChatbotError, ServiceUnavailable
 from shared.logs import configure_logging
 from shared.queue import make_celery
 from shared.redisconn import async_client
@@ -53,6 +55,14 @@ async def http_error(request: Request, exc: Exception) -> Response:
         status_code=exc.status_code,
         headers=exc.headers,
     )
+
+
+async def dependency_down(request: Request, exc: Exception) -> Response:
+    """Redis or the database does not answer: a 503 that says which, not a 500."""
+    which = "Redis" if isinstance(exc, RedisError) else "the database"
+    log.error("%s is unavailable: %s", which, exc)
+    error = ServiceUnavailable(f"{which} is unavailable; try again shortly")
+    return JSONResponse(error.to_dict(), status_code=503, headers={"Retry-After": "5"})
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:
@@ -156,6 +166,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         exception_handlers={
             ChatbotError: chatbot_error,
             HTTPException: http_error,
+            RedisError: dependency_down,
+            OperationalError: dependency_down,
             Exception: internal_error,
         },
         lifespan=lifespan,

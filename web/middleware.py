@@ -7,6 +7,7 @@ import re
 import secrets
 import time
 import uuid
+from urllib.parse import parse_qsl
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import JSONResponse
@@ -64,6 +65,13 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
+def _first_query_value(query: bytes, name: str) -> str:
+    for name_value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if name_value[0] == name:
+            return name_value[1]
+    return ""
+
+
 class ApiKeyMiddleware:
     """When API keys are configured, every route but health, metrics and docs needs one."""
 
@@ -77,13 +85,21 @@ class ApiKeyMiddleware:
             return
         header = Headers(scope=scope).get("authorization", "")
         scheme, _, key = header.partition(" ")
-        if scheme.lower() == "bearer" and any(
-            secrets.compare_digest(key.strip(), known) for known in self.keys
-        ):
+        if scheme.lower() != "bearer":
+            # Browsers' EventSource cannot send headers: streams may carry ?api_key=.
+            key = self._query_key(scope) if scope["method"] == "GET" else ""
+        if key and any(secrets.compare_digest(key.strip(), known) for known in self.keys):
             await self.app(scope, receive, send)
             return
-        error = Unauthorized("missing or wrong API key: send 'Authorization: Bearer <key>'")
+        error = Unauthorized(
+            "missing or wrong API key: send 'Authorization: Bearer <key>' "
+            "(or ?api_key=<key> on a GET stream)"
+        )
         response = JSONResponse(
             error.to_dict(), status_code=401, headers={"WWW-Authenticate": "Bearer"}
         )
         await response(scope, receive, send)
+
+    @staticmethod
+    def _query_key(scope: Scope) -> str:
+        return _first_query_value(scope.get("query_string", b""), "api_key")

@@ -110,3 +110,42 @@ async def test_api_keys(keyed_client: httpx.AsyncClient) -> None:
         assert ok.status_code == 200
     assert (await keyed_client.get("/healthz")).status_code == 200
     assert (await keyed_client.get("/openapi.json")).status_code == 200
+
+
+async def test_api_key_in_query_for_get_streams_only(keyed_client: httpx.AsyncClient) -> None:
+    ok = await keyed_client.get("/chats/", params={"api_key": "k1"})
+    assert ok.status_code == 200
+    wrong = await keyed_client.get("/chats/", params={"api_key": "nope"})
+    assert wrong.status_code == 401
+    post = await keyed_client.post("/chats/create?api_key=k1", json={"name": "x"})
+    assert post.status_code == 401
+
+
+async def test_redis_down_is_a_503_not_a_500(tmp_path: Path, sqlite_url: str) -> None:
+    settings = make_settings(tmp_path, database_url=sqlite_url, redis_url="redis://127.0.0.1:1/0")
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            chat = (await client.post("/chats/create", json={"name": "x"})).json()
+            await client.post(
+                "/conversations/create",
+                json={"chat_id": chat["id"], "role": "Human", "message": "hi"},
+            )
+            response = await client.get(f"/conversations/inference/{chat['id']}")
+    assert response.status_code == 503
+    assert response.json()["error"] == {
+        "code": "unavailable",
+        "message": "Redis is unavailable; try again shortly",
+    }
+
+
+async def test_database_down_is_a_503_not_a_500(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, database_url="postgresql+psycopg://root@127.0.0.1:1/nothing")
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.get("/chats/")
+    assert response.status_code == 503
+    assert response.json()["error"]["message"] == "the database is unavailable; try again shortly"

@@ -5,11 +5,26 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.schemas import Timestamp
 
-ChatName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+
+def _storable_text(value: str) -> str:
+    # Postgres text cannot hold NUL, and no database can store a lone surrogate.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no lone surrogates)") from None
+    return value
+
+
+Text = AfterValidator(_storable_text)
+ChatName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255), Text
+]
 
 
 class ChatCreate(BaseModel):
@@ -49,7 +64,7 @@ class ConversationCreate(BaseModel):
 
     chat_id: uuid.UUID = Field(description="The chat the message belongs to.")
     role: Literal["Human", "Assistant"] = Field(description="Who wrote it.")
-    message: Annotated[str, StringConstraints(min_length=1)] = Field(
+    message: Annotated[str, StringConstraints(min_length=1), Text] = Field(
         description="The message text (at most MAX_MESSAGE_BYTES bytes of UTF-8)."
     )
 

@@ -105,6 +105,7 @@ async def test_update_chat(client: httpx.AsyncClient) -> None:
         ({"name": None}, "name"),
         ({"name": "x" * 256}, "name"),
         ({"name": "ok", "colour": "red"}, "colour"),
+        ({"name": "a\u0000b"}, "name"),
     ],
 )
 async def test_create_validation(
@@ -187,3 +188,14 @@ async def test_unknown_route_and_method_are_json(client: httpx.AsyncClient) -> N
     response = await client.post("/chats/")
     assert response.status_code == 405
     assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_lone_surrogate_is_422(client: httpx.AsyncClient) -> None:
+    # Valid JSON ("\ud800" escaped) that no database can store.
+    response = await client.post(
+        "/chats/create",
+        content=b'{"name": "a\\ud800"}',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["details"][0]["field"] == "name"

@@ -83,6 +83,7 @@ async def test_missing_chat(client: httpx.AsyncClient) -> None:
         ({"chat_id": "CHAT", "role": "Human"}, "message"),
         ({"chat_id": "CHAT", "role": "Human", "message": ""}, "message"),
         ({"chat_id": "CHAT", "role": "Human", "message": 42}, "message"),
+        ({"chat_id": "CHAT", "role": "Human", "message": "a\u0000b"}, "message"),
         ({"chat_id": "CHAT", "role": "Human", "message": "hi", "extra": 1}, "extra"),
     ],
 )

@@ -35,6 +35,7 @@ format: install
 bench: install
 	$(BIN)/python bench/retrieval/run.py
 	$(BIN)/python bench/stream_latency.py
+	$(BIN)/python bench/fanout.py
 
 clean:
 	rm -rf $(VENV) .pytest-data .mypy_cache .ruff_cache .coverage

@@ -104,6 +104,47 @@ def stream_once(base: str, chat_id: str) -> dict[str, float]:
     }
 
 
+def start_stack(
+    folder: Path, *, port: int, max_new_tokens: int
+) -> tuple[str, list[subprocess.Popen[bytes]]]:
+    """A migrated SQLite database in ``folder``, a web server and one ready worker."""
+    env = {
+        **os.environ,
+        "DATA_DIR": str(ROOT / ".pytest-data"),
+        "DATABASE_URL": f"sqlite:///{folder / 'bench.db'}",
+        "REDIS_URL": "redis://127.0.0.1:6379/11",
+        "TEMPERATURE": "0",
+        "MAX_NEW_TOKENS": str(max_new_tokens),
+        "LOG_LEVEL": "WARNING",
+    }
+    redis.Redis.from_url(env["REDIS_URL"]).flushdb()
+    python = sys.executable
+    for step in (["models", "pull", "--quiet"], ["migrate"]):
+        subprocess.run([python, "-m", "shared.cli", *step], env=env, cwd=ROOT, check=True)
+    processes = [
+        subprocess.Popen(
+            web_command(host="127.0.0.1", port=port, log_level="warning"), env=env, cwd=ROOT
+        ),
+        subprocess.Popen(worker_command(name="bench@%h", log_level="WARNING"), env=env, cwd=ROOT),
+    ]
+    base = f"http://127.0.0.1:{port}"
+    wait_http(f"{base}/healthz")
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{base}/readyz").status_code != 200:
+        if time.monotonic() > deadline:
+            stop_stack(processes)
+            raise SystemExit("worker never became ready")
+        time.sleep(0.3)
+    return base, processes
+
+
+def stop_stack(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--answers", type=int, default=10)
@@ -111,43 +152,19 @@ def main() -> None:
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="chatbot-bench-"))
-    env = {
-        **os.environ,
-        "DATA_DIR": str(ROOT / ".pytest-data"),
-        "DATABASE_URL": f"sqlite:///{folder / 'bench.db'}",
-        "REDIS_URL": "redis://127.0.0.1:6379/11",
-        "TEMPERATURE": "0",
-        "MAX_NEW_TOKENS": "32",
-        "LOG_LEVEL": "WARNING",
-    }
-    redis.Redis.from_url(env["REDIS_URL"]).flushdb()
-    python = sys.executable
-    subprocess.run(
-        [python, "-m", "shared.cli", "models", "pull", "--quiet"], env=env, cwd=ROOT, check=True
-    )
-    subprocess.run([python, "-m", "shared.cli", "migrate"], env=env, cwd=ROOT, check=True)
     (folder / "bare.py").write_text(BARE_APP)
-    port, bare_port = free_port(), free_port()
-    bare_command = [python, "-m", "uvicorn", "bare:app", "--port", str(bare_port)]
-    processes = [
-        subprocess.Popen(
-            web_command(host="127.0.0.1", port=port, log_level="warning"), env=env, cwd=ROOT
-        ),
-        subprocess.Popen([*bare_command, "--no-access-log", "--log-level", "warning"], cwd=folder),
-        subprocess.Popen(worker_command(name="bench@%h", log_level="WARNING"), env=env, cwd=ROOT),
-    ]
-    base = f"http://127.0.0.1:{port}"
+    bare_port = free_port()
+    bare_command = [sys.executable, "-m", "uvicorn", "bare:app", "--port", str(bare_port)]
+    bare = subprocess.Popen(
+        [*bare_command, "--no-access-log", "--log-level", "warning"], cwd=folder
+    )
+    base, processes = start_stack(folder, port=free_port(), max_new_tokens=32)
+    processes.append(bare)
     try:
-        wait_http(f"{base}/healthz")
         wait_http(f"http://127.0.0.1:{bare_port}/chats/x")
-        deadline = time.monotonic() + 60
-        while httpx.get(f"{base}/readyz").status_code != 200:
-            if time.monotonic() > deadline:
-                raise SystemExit("worker never became ready")
-            time.sleep(0.3)
         chat = httpx.post(f"{base}/chats/create", json={"name": "bench"}).json()
         ours = asyncio.run(hammer(f"{base}/chats/{chat['id']}", args.requests))
-        bare = asyncio.run(hammer(f"http://127.0.0.1:{bare_port}/chats/x", args.requests))
+        bare_rps = asyncio.run(hammer(f"http://127.0.0.1:{bare_port}/chats/x", args.requests))
         samples = []
         for i in range(args.answers):
             chat_id = httpx.post(f"{base}/chats/create", json={"name": f"b{i}"}).json()["id"]
@@ -161,18 +178,15 @@ def main() -> None:
             )
             samples.append(stream_once(base, chat_id))
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=30)
+        stop_stack(processes)
 
     def p50(key: str) -> float:
         return statistics.median(s[key] for s in samples)
 
     report = {
         "get_chat_rps": round(ours, 1),
-        "bare_starlette_rps": round(bare, 1),
-        "ratio": round(ours / bare, 3),
+        "bare_starlette_rps": round(bare_rps, 1),
+        "ratio": round(ours / bare_rps, 3),
         "answers": len(samples),
         "queue_ms_p50": round(p50("queue_ms"), 1),
         "worker_ttft_ms_p50": round(p50("ttft_ms"), 1),

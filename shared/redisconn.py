@@ -22,4 +22,12 @@ def sync_client(settings: Settings) -> redis.Redis:
 
 
 def async_client(settings: Settings) -> aioredis.Redis:
-    return aioredis.Redis.from_url(settings.redis_url, **_options(settings))
+    """The web process's client. Its pool is bounded and *waits* for a free connection, so a
+    burst of thousands of streams queues for a few connections instead of failing."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=10,
+        **_options(settings),
+    )
+    return aioredis.Redis(connection_pool=pool)

@@ -45,6 +45,11 @@ class Settings(BaseSettings):
         default="redis://127.0.0.1:6379/0",
         description="Redis (or Valkey) URL: the Celery broker, the token bus and the web cache.",
     )
+    redis_max_connections: int = Field(
+        default=50,
+        ge=4,
+        description="Most Redis connections one web process opens (requests wait for one).",
+    )
     redis_ssl_cert_reqs: Literal["required", "optional", "none"] = Field(
         default="none",
         description="Certificate check for rediss:// URLs (Heroku Redis uses self-signed certs).",

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from shared.tokenbus import Event, entry_key, read_events
 from shared.tokenhub import RESYNC, TokenHub
@@ -57,6 +58,17 @@ def parse_last_event_id(value: str | None) -> tuple[uuid.UUID, str] | None:
 
 # No id: a client that reconnects resumes after the last real event.
 SHUTDOWN = frame(json.dumps({"error": SHUTDOWN_ERROR}), event="error")
+REDIS_LOST = frame(
+    json.dumps(
+        {
+            "error": {
+                "code": "unavailable",
+                "message": "the server lost Redis: reconnect to resume the stream",
+            }
+        }
+    ),
+    event="error",
+)
 
 
 @dataclass
@@ -166,5 +178,9 @@ async def stream_generation(
                         pending += await read_events(redis, generation_id, after=last)
                     else:
                         pending.append(more)
+    except RedisError as exc:
+        # Headers are sent: end the stream with an event, not a broken chunked body.
+        log.error("stream %s lost Redis: %s", generation_id, exc)
+        yield REDIS_LOST
     finally:
         metrics.ACTIVE_STREAMS.dec()

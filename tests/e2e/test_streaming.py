@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
 import time
 
 import httpx
+import psutil
 import pytest
+from httpx_sse import aconnect_sse
 
 from tests.e2e.conftest import Stack, wait_until
 from tests.e2e.sse import Received, stream
@@ -231,3 +234,36 @@ def test_stream_frames_split_multiline_tokens(stack: Stack) -> None:
     done = next(b for b in raw.split("\n\n") if "event: done" in b)
     payload = json.loads(done.split("data: ", 1)[1])
     assert "\n" in payload["message"]["message"]
+
+
+def test_a_burst_of_clients_shares_a_few_redis_connections(stack: Stack) -> None:
+    base = stack.start_web("web_small_pool", REDIS_MAX_CONNECTIONS="6")
+    web = psutil.Process(stack.processes["web_small_pool"].pid)
+    chat_id = new_chat(base, ("Human", "Explain in a few sentences why the sky is blue."))
+    peak = 0
+
+    async def one() -> str:
+        async with (
+            httpx.AsyncClient(base_url=base, timeout=120) as client,
+            aconnect_sse(client, "GET", f"/conversations/inference/{chat_id}") as source,
+        ):
+            assert source.response.status_code == 200
+            parts = [e.data async for e in source.aiter_sse() if e.event == "message"]
+            return "".join(parts)
+
+    async def burst() -> list[str]:
+        nonlocal peak
+        tasks = [asyncio.create_task(one()) for _ in range(120)]
+        while not all(task.done() for task in tasks):
+            redis_sockets = [
+                c for c in web.net_connections(kind="tcp") if c.raddr and c.raddr.port == 6379
+            ]
+            peak = max(peak, len(redis_sockets))
+            await asyncio.sleep(0.05)
+        return [task.result() for task in tasks]
+
+    texts = asyncio.run(burst())
+    assert len(set(texts)) == 1 and texts[0]
+    assert texts[0] == messages(base, chat_id)[-1]["message"]
+    # The bounded pool, the hub's one pub/sub connection, and the Celery producer.
+    assert peak <= 6 + 3, peak

@@ -12,6 +12,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -168,6 +169,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             HTTPException: http_error,
             RedisError: dependency_down,
             OperationalError: dependency_down,
+            PoolTimeout: dependency_down,  # every database connection busy for 30 s
             Exception: internal_error,
         },
         lifespan=lifespan,

@@ -180,3 +180,9 @@ async def read_snapshot(
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+async def count_generation_ended(client: aioredis.Redis, *, kind: str, status: str) -> None:
+    """Count a generation the web tier ended itself (no worker took it, its worker vanished,
+    or it was stopped while queued), in the same family the workers count theirs."""
+    await client.hincrby(GENERATIONS.key(), SEPARATOR.join((kind, status)), 1)

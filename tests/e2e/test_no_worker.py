@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -53,6 +54,14 @@ def phantom_worker() -> Iterator[None]:
     client.zrem("chatbot:workers", "phantom:1")
 
 
+def failed_generations(base: str) -> float:
+    text = httpx.get(f"{base}/metrics").text
+    found = re.search(
+        r'^chatbot_generations_total\{kind="chat",status="error"\} (\S+)$', text, flags=re.M
+    )
+    return float(found.group(1)) if found else 0.0
+
+
 def test_no_worker_is_503_before_streaming(lonely: Stack) -> None:
     base = lonely.url()
     chat_id = new_chat(base, ("Human", "Hello?"))
@@ -83,6 +92,7 @@ def test_job_nobody_takes_ends_with_error_after_queue_timeout(
 ) -> None:
     base = lonely.url()
     chat_id = new_chat(base, ("Human", "Hello?"))
+    errors_before = failed_generations(base)
     started = time.monotonic()
     got = stream(base, f"/conversations/inference/{chat_id}", timeout=20)
     waited = time.monotonic() - started
@@ -95,6 +105,7 @@ def test_job_nobody_takes_ends_with_error_after_queue_timeout(
     assert "within 2 s" in error["message"]
     assert 2 <= waited < 8
     assert [m["role"] for m in messages(base, chat_id)] == ["Human"]
+    assert failed_generations(base) == errors_before + 1  # counted in /metrics too
     # The chat can be asked again: the failed generation is not "running" forever.
     again = stream(base, f"/conversations/inference/{chat_id}", timeout=20)
     assert again.status == 200 and again.generation_id != got.generation_id

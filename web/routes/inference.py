@@ -16,6 +16,7 @@ from shared.generations import service
 from shared.generations.models import FINAL_STATUSES, Generation
 from shared.generations.schemas import generation_info
 from shared.logs import request_id_var
+from shared.metrics import count_generation_ended
 from shared.queue import enqueue_generation
 from shared.tokenbus import (
     MODEL_ERROR_KEY,
@@ -60,10 +61,11 @@ async def _end_if_stuck(state: AppState, generation_id: uuid.UUID, quiet_s: floa
     if quiet_s < settings.queue_timeout_s and not vanished:
         return
 
-    def work(session: Session) -> tuple[str, str] | None:
+    def work(session: Session) -> tuple[str, str, str] | None:
         generation = session.get(Generation, generation_id)
         if generation is None:
             return None
+        kind = generation.kind
         if generation.status == "queued":
             message = (
                 f"no worker started this answer within {settings.queue_timeout_s:g} s: "
@@ -76,7 +78,7 @@ async def _end_if_stuck(state: AppState, generation_id: uuid.UUID, quiet_s: floa
                 message=message,
                 from_=("queued",),
             ):
-                return "no_worker", message
+                return kind, "no_worker", message
         elif generation.status == "running" and (
             vanished or quiet_s > settings.generation_time_limit_s + 60
         ):
@@ -88,14 +90,15 @@ async def _end_if_stuck(state: AppState, generation_id: uuid.UUID, quiet_s: floa
                 message=message,
                 from_=("running",),
             ):
-                return "worker_lost", message
+                return kind, "worker_lost", message
         return None
 
     ended = await run_in_session(state.sessions, work)
     if ended is not None:
-        code, message = ended
+        kind, code, message = ended
         writer = AsyncTokenWriter(state.redis, str(generation_id), ttl_s=settings.stream_ttl_s)
         await writer.append("error", {"error": {"code": code, "message": message}})
+        await count_generation_ended(state.redis, kind=kind, status="error")
 
 
 def _streaming(
@@ -258,6 +261,8 @@ async def stop(request: Request) -> JSONResponse:
         await writer.append(
             "done", {"status": "cancelled", "message": None, "generation_id": active["id"]}
         )
+        kind = active["info"]["kind"]
+        await count_generation_ended(state.redis, kind=kind, status="cancelled")
         return json_response({"generation_id": active["id"], "status": "cancelled"})
     return json_response({"generation_id": active["id"], "status": "cancelling"}, status_code=202)
 

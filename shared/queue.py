@@ -8,10 +8,13 @@ GENERATE_TASK = "chatbot.generate"
 INFERENCE_QUEUE = "inference"
 
 
-def make_celery(name: str = "chatbot") -> Celery:
-    """A Celery app configured from ``celeryconfig`` (which reads ``shared.settings``)."""
+def make_celery(name: str = "chatbot", *, broker_url: str | None = None) -> Celery:
+    """A Celery app configured from ``celeryconfig`` (which reads ``shared.settings``);
+    ``broker_url`` overrides the environment's, for an app built from other settings."""
     app = Celery(name)
     app.config_from_object("celeryconfig")
+    if broker_url is not None:
+        app.conf.broker_url = broker_url
     return app
 
 

@@ -30,4 +30,4 @@ def async_client(settings: Settings) -> aioredis.Redis:
         timeout=10,
         **_options(settings),
     )
-    return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes it

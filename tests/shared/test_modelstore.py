@@ -7,7 +7,6 @@ import json
 import shutil
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -76,9 +75,7 @@ def test_pull_is_idempotent_and_writes_a_manifest(model_settings: Settings) -> N
     files = modelstore.resolve(model_settings)
     engine_mtime = files.engine_path.stat().st_mtime_ns
 
-    started = time.perf_counter()
     again = modelstore.pull(settings=model_settings, progress=False)
-    assert time.perf_counter() - started < 5  # a checksum, not a download
 
     assert again == files
     assert files.name == "smollm2"

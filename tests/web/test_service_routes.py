@@ -8,8 +8,7 @@ import httpx
 import pytest
 
 from shared.settings import Settings
-from tests.conftest import make_settings
-from web.app import create_app
+from tests.conftest import app_client, make_settings
 
 
 async def test_healthz(client: httpx.AsyncClient) -> None:
@@ -39,11 +38,8 @@ async def test_readyz_reports_each_check(client: httpx.AsyncClient) -> None:
 
 async def test_readyz_when_redis_is_down(tmp_path: Path, sqlite_url: str) -> None:
     settings = make_settings(tmp_path, database_url=sqlite_url, redis_url="redis://127.0.0.1:1/0")
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            response = await client.get("/readyz")
+    async with app_client(settings) as client:
+        response = await client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["redis"]["ok"] is False
     assert response.json()["checks"]["database"]["ok"] is True
@@ -91,11 +87,8 @@ async def test_docs_page_lists_routes(client: httpx.AsyncClient) -> None:
 @pytest.fixture
 async def keyed_client(tmp_path: Path, sqlite_url: str) -> httpx.AsyncClient:
     settings: Settings = make_settings(tmp_path, database_url=sqlite_url, api_keys="k1, k2")
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            yield client
+    async with app_client(settings) as client:
+        yield client
 
 
 async def test_api_keys(keyed_client: httpx.AsyncClient) -> None:
@@ -123,16 +116,13 @@ async def test_api_key_in_query_for_get_streams_only(keyed_client: httpx.AsyncCl
 
 async def test_redis_down_is_a_503_not_a_500(tmp_path: Path, sqlite_url: str) -> None:
     settings = make_settings(tmp_path, database_url=sqlite_url, redis_url="redis://127.0.0.1:1/0")
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            chat = (await client.post("/chats/create", json={"name": "x"})).json()
-            await client.post(
-                "/conversations/create",
-                json={"chat_id": chat["id"], "role": "Human", "message": "hi"},
-            )
-            response = await client.get(f"/conversations/inference/{chat['id']}")
+    async with app_client(settings) as client:
+        chat = (await client.post("/chats/create", json={"name": "x"})).json()
+        await client.post(
+            "/conversations/create",
+            json={"chat_id": chat["id"], "role": "Human", "message": "hi"},
+        )
+        response = await client.get(f"/conversations/inference/{chat['id']}")
     assert response.status_code == 503
     assert response.json()["error"] == {
         "code": "unavailable",
@@ -142,10 +132,7 @@ async def test_redis_down_is_a_503_not_a_500(tmp_path: Path, sqlite_url: str) ->
 
 async def test_database_down_is_a_503_not_a_500(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, database_url="postgresql+psycopg://root@127.0.0.1:1/nothing")
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            response = await client.get("/chats/")
+    async with app_client(settings) as client:
+        response = await client.get("/chats/")
     assert response.status_code == 503
     assert response.json()["error"]["message"] == "the database is unavailable; try again shortly"

@@ -42,7 +42,7 @@ def ask(engine: CTransformersEngine, question: str) -> list[int]:
 def test_the_prepared_model_loads(engine: CTransformersEngine) -> None:
     assert engine.model_name == "smollm2"
     assert engine.context_length == 2048
-    assert engine.load_seconds < 10
+    assert engine.load_seconds < 60  # loaded, not hung
 
 
 @pytest.mark.parametrize(

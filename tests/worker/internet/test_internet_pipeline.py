@@ -295,14 +295,14 @@ def test_pipeline_time_is_bounded_by_fetch_total_timeout(
     web: LocalServer, serpapi_fake: FakeSerpApi, make_settings: Callable[..., Settings]
 ) -> None:
     for i in range(3):
-        web.page(f"/slow{i}", EVEREST, delay_s=5)
+        web.page(f"/slow{i}", EVEREST, delay_s=15)
     serpapi_fake.respond(serp_for(web, {f"/slow{i}": f"Slow {i}" for i in range(3)}))
-    settings = make_settings(fetch_timeout_s=4.0, fetch_total_timeout_s=0.6)
+    settings = make_settings(fetch_timeout_s=20.0, fetch_total_timeout_s=0.6)
 
     started = time.monotonic()
     evidence = gather_evidence(QUESTION, settings=settings, redis=None)
 
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 10  # far below the pages' 15 s
     assert evidence.degraded
 
 

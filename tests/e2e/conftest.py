@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -131,13 +132,20 @@ def stack_env(postgres_url: str, pulled_model: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def stack(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A web server and one worker, for the whole module."""
-    stack = Stack(env=stack_env, logs=tmp_path_factory.mktemp("logs"))
+@contextlib.contextmanager
+def running_stack(env: dict[str, str], logs: Path) -> Iterator[Stack]:
+    """One worker and one web server with ``env``, stopped on exit."""
+    stack = Stack(env=env, logs=logs)
     try:
         stack.start_worker()
         stack.start_web()
         yield stack
     finally:
         stack.close()
+
+
+@pytest.fixture(scope="module")
+def stack(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A web server and one worker, for the whole module."""
+    with running_stack(stack_env, tmp_path_factory.mktemp("logs")) as stack:
+        yield stack

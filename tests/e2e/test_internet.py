@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from tests.conftest import make_settings
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, running_stack
 from tests.e2e.sse import Received, stream
 from tests.worker.internet.internet_fakes import FakeSerpApi, LocalServer, Reply, SeenRequest
 
@@ -186,13 +186,8 @@ def module_stack(
         "REDIS_URL": INTERNET_REDIS,
         "SERPAPI_BASE_URL": serpapi.url(""),
     }
-    stack = Stack(env=env, logs=tmp_path_factory.mktemp("internet-logs"))
-    try:
-        stack.start_worker()
-        stack.start_web()
+    with running_stack(env, tmp_path_factory.mktemp("internet-logs")) as stack:
         yield stack
-    finally:
-        stack.close()
 
 
 @pytest.fixture

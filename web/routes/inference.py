@@ -65,32 +65,29 @@ async def _end_if_stuck(state: AppState, generation_id: uuid.UUID, quiet_s: floa
         generation = session.get(Generation, generation_id)
         if generation is None:
             return None
-        kind = generation.kind
         if generation.status == "queued":
-            message = (
-                f"no worker started this answer within {settings.queue_timeout_s:g} s: "
-                "the workers are down or all busy"
+            code, message = (
+                "no_worker",
+                (
+                    f"no worker started this answer within {settings.queue_timeout_s:g} s: "
+                    "the workers are down or all busy"
+                ),
             )
-            if service.fail(
-                session,
-                generation_id=generation_id,
-                code="no_worker",
-                message=message,
-                from_=("queued",),
-            ):
-                return kind, "no_worker", message
         elif generation.status == "running" and (
             vanished or quiet_s > settings.generation_time_limit_s + 60
         ):
-            message = "the worker answering this stopped responding"
-            if service.fail(
-                session,
-                generation_id=generation_id,
-                code="worker_lost",
-                message=message,
-                from_=("running",),
-            ):
-                return kind, "worker_lost", message
+            code, message = "worker_lost", "the worker answering this stopped responding"
+        else:
+            return None
+        # Conditional on the status just read: a worker that moved it on meanwhile wins.
+        if service.fail(
+            session,
+            generation_id=generation_id,
+            code=code,
+            message=message,
+            from_=(generation.status,),
+        ):
+            return generation.kind, code, message
         return None
 
     ended = await run_in_session(state.sessions, work)

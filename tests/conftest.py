@@ -8,8 +8,11 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-# Tests use their own Redis database so they never touch a running chatbot's queue.
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
+from tests.redis_lease import lease_redis_db
+
+# Tests use a Redis database of their own, so they never touch a running chatbot's queue
+# and two test runs on one machine never take each other's jobs.
+os.environ["REDIS_URL"] = os.environ.get("REDIS_URL") or lease_redis_db()
 os.environ.setdefault("LOG_JSON", "true")
 
 import httpx

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import shutil
 import socket
 import ssl
@@ -64,7 +65,7 @@ def test_rediss_url_maps_to_both_clients(
 
 
 def test_plain_redis_url_has_no_tls_options(restore_celeryconfig: pytest.MonkeyPatch) -> None:
-    url = "redis://127.0.0.1:6379/3"
+    url = os.environ["REDIS_URL"]
     kwargs = sync_client(settings_for(url)).connection_pool.connection_kwargs
     assert "ssl_cert_reqs" not in kwargs
     config = reload_celeryconfig(restore_celeryconfig, url, "none")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -50,8 +51,8 @@ def make_settings(serpapi_fake: FakeSerpApi) -> Callable[..., Settings]:
 
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
-    """The real local Redis, database 15."""
-    client = redis.Redis.from_url("redis://127.0.0.1:6379/15")
+    """The real local Redis, this test run's database."""
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
     yield client
     client.close()
 

@@ -23,7 +23,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from shared.db import make_engine, make_sessionmaker
-from shared.errors import ChatbotError, ServiceUnavailable
+from shared.errors import ChatbotError, QueueFull, ServiceUnavailable
 from shared.generations.lifecycle import Lifecycle
 from shared.generations.sweep import SWEEP_INTERVAL_S, Sweeper
 from shared.logs import configure_logging
@@ -44,7 +44,8 @@ HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
 
 async def chatbot_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ChatbotError)
-    return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, QueueFull) else None
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

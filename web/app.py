@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -28,7 +29,7 @@ from shared.generations.lifecycle import Lifecycle
 from shared.generations.sweep import SWEEP_INTERVAL_S, Sweeper
 from shared.logs import configure_logging
 from shared.queue import enqueue_generation, make_celery
-from shared.redisconn import async_client, sync_client
+from shared.redisconn import async_client, sync_client, web_pool_sizes
 from shared.settings import Settings, get_settings
 from web.middleware import ApiKeyMiddleware, RequestContextMiddleware
 from web.openapi import build_openapi, render_docs
@@ -131,11 +132,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         engine = make_engine(settings.sqlalchemy_url)
         sessions = make_sessionmaker(engine)
         redis = async_client(settings)
-        sync_redis = sync_client(settings)
+        sync_redis = sync_client(settings, max_connections=web_pool_sizes(settings)[1])
         celery = make_celery("chatbot-web", broker_url=settings.redis_url)
+        one_producer = threading.Lock()
 
         def enqueue(generation_id: str, request_id: str | None) -> None:
-            enqueue_generation(celery, generation_id=generation_id, request_id=request_id)
+            # One send at a time: a burst shares one broker connection (a send takes ~1 ms).
+            with one_producer:
+                enqueue_generation(celery, generation_id=generation_id, request_id=request_id)
 
         lifecycle = Lifecycle(
             settings=settings, sessions=sessions, redis=sync_redis, enqueue=enqueue

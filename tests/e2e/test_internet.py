@@ -4,7 +4,6 @@ local fake SerpApi and a local web server for the result pages."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import redis
 from tests.conftest import make_settings
 from tests.e2e.conftest import Stack, running_stack
 from tests.e2e.sse import Received, stream
+from tests.redis_lease import lease_redis_db
 from tests.worker.internet.internet_fakes import FakeSerpApi, LocalServer, Reply, SeenRequest
 
 pytestmark = pytest.mark.e2e
@@ -41,7 +41,7 @@ INTERNET_ENV = {
 CACHE_KEYS = "chatbot:web:*"  # the worker's cache namespace (worker.internet.cache)
 # A Redis database of this module's own (queue, streams, cache): other e2e modules use 9,
 # 10 and 12, and a stack running beside this one must not take its jobs.
-INTERNET_REDIS = os.environ["REDIS_URL"].rsplit("/", 1)[0] + "/11"
+INTERNET_REDIS = lease_redis_db()  # a database of this run alone
 
 
 def article(title: str, *paragraphs: str) -> str:

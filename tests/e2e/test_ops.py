@@ -31,10 +31,11 @@ from tests.conftest import POSTGRES_ADMIN, ROOT
 from tests.e2e.conftest import Stack, free_port, wait_until
 from tests.e2e.sse import Received, stream
 from tests.e2e.test_streaming import STORY, messages, new_chat
+from tests.redis_lease import lease_redis_db
 
 pytestmark = pytest.mark.e2e
 
-OPS_REDIS = os.environ["REDIS_URL"].rsplit("/", 1)[0] + "/12"
+OPS_REDIS = lease_redis_db()  # a database of this run alone
 FLOWER_AUTH = ("ops", "s3cret")
 
 

@@ -21,6 +21,7 @@ from shared.errors import ChatbotError
 from shared.generations.models import Generation
 from shared.generations.repository import GenerationRepository
 from shared.generations.schemas import generation_info, timings, usage
+from shared.publisher import PublishError, TokenPublisher
 from shared.tokenbus import TokenWriter, claim_ownership
 from worker import metrics
 from worker.engine import ChatMessage, SamplingParams, fit_messages
@@ -29,6 +30,8 @@ from worker.runtime import Runtime
 log = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 200
+#: How long the end of an answer waits for its tokens to reach Redis.
+PUBLISH_FLUSH_S = 30.0
 ROLE_MAP = {"Human": "user", "Assistant": "assistant"}
 
 
@@ -177,24 +180,30 @@ def _generate(runtime: Runtime, writer: TokenWriter, generation: Generation) -> 
     pieces: list[str] = []
     reason = "done"
     first_token_at = None
-    stream = runtime.engine.stream(fitted.tokens, params)
-    try:
-        for piece in stream:
-            if not piece:
-                continue
-            if first_token_at is None:
-                first_token_at = utcnow()
-            pieces.append(piece)
-            metrics.token()
-            _, flag = writer.append("token", piece)
-            if flag:
-                reason = flag
-                break
-            if time.monotonic() > deadline:
-                reason = "deadline"
-                break
-    finally:
-        stream.close()
+    publisher = TokenPublisher(writer, window_s=settings.publish_window_s)
+    with runtime.threads.running() as threads, publisher:
+        stream = runtime.engine.stream(fitted.tokens, params, threads=threads)
+        try:
+            for piece in stream:
+                if not piece:
+                    continue
+                if first_token_at is None:
+                    first_token_at = utcnow()
+                pieces.append(piece)
+                metrics.token()
+                publisher.put_token(piece)  # never waits for Redis
+                if flag := publisher.stop_flag:
+                    reason = flag
+                    break
+                if time.monotonic() > deadline:
+                    reason = "deadline"
+                    break
+        finally:
+            stream.close()
+        try:
+            publisher.flush(PUBLISH_FLUSH_S)  # every token before the terminal event
+        except PublishError as exc:
+            raise GenerationError(f"could not deliver the answer: {exc}") from exc
     generation.prompt_tokens = stream.prompt_tokens
     generation.completion_tokens = stream.completion_tokens
     generation.first_token_at = first_token_at

@@ -26,6 +26,7 @@ from shared.tokenbus import (
     worker_heartbeat,
 )
 from worker.engine import Engine, load_engine
+from worker.threads import ThreadsBudget
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class Runtime:
     redis: redis.Redis
     worker_id: str
     stop: threading.Event
+    threads: ThreadsBudget
 
 
 _runtime: Runtime | None = None
@@ -67,13 +69,15 @@ def load(settings: Settings | None = None) -> Runtime:
             raise
         client.delete(MODEL_ERROR_KEY)
         db = make_engine(settings.sqlalchemy_url, pool_size=2, max_overflow=2)
+        wid = worker_id()
         runtime = Runtime(
             settings=settings,
             engine=engine,
             sessions=make_sessionmaker(db),
             redis=client,
-            worker_id=worker_id(),
+            worker_id=wid,
             stop=threading.Event(),
+            threads=ThreadsBudget(client, worker_id=wid, override=settings.threads),
         )
         threading.Thread(target=_beat, args=(runtime,), name="heartbeat", daemon=True).start()
         log.info("model loaded", extra={"model": engine.model_name, "worker": runtime.worker_id})

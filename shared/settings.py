@@ -174,6 +174,13 @@ class Settings(BaseSettings):
         default="", description="'user:password' for Flower (comma-separate several)."
     )
     flower_url_prefix: str = Field(default="", description="URL prefix Flower is served under.")
+    dyno: str = Field(
+        default="",
+        description=(
+            "The platform's process name (Heroku sets DYNO, e.g. worker.1): a worker's Celery "
+            "node name. Empty: 'worker-<pid>', unique among processes on one host."
+        ),
+    )
 
     @field_validator("database_url")
     @classmethod

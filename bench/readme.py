@@ -22,6 +22,8 @@ def _cell(value: Any, unit: str) -> str:
         return "not measured"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, str):
+        return value
     return f"{value} {unit}".strip()
 
 
@@ -38,6 +40,14 @@ def table(report: dict[str, Any]) -> str:
         met = {True: "yes", False: "**no**", None: "-"}[fig.get("met")]
         value = _cell(fig.get("value"), fig.get("unit", ""))
         lines.append(f"| {fig['name']} | {value} | {fig.get('target') or '-'} | {met} |")
+    parts = report.get("parts", {})
+    runs = [
+        f"{name} {part.get('measured_at', '?')} at `{part.get('commit', '?')}`"
+        + (" (quick)" if part.get("quick") else "")
+        for name, part in parts.items()
+    ]
+    if runs:
+        lines += ["", "Parts: " + "; ".join(runs) + "."]
     return "\n".join(lines)
 
 

@@ -126,6 +126,8 @@ def figures(parts: dict[str, Any]) -> list[dict[str, Any]]:
             "ms",
         ),
         _figure("added time to first token, p95", p.get("added_ttft_ms_p95"), "", None, "ms"),
+        _figure("engine alone: decode", p.get("engine_tokens_per_s_p50"), "", None, "tok/s"),
+        _figure("pipeline: decode", p.get("pipeline_tokens_per_s_p50"), "", None, "tok/s"),
         _figure(
             "2 workers: aggregate vs 1",
             _get(w, "2", "aggregate_vs_one"),

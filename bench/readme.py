@@ -51,7 +51,8 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def rewrite(report: dict[str, Any], readme: Path = README) -> None:
+def rewrite(report: dict[str, Any], readme: Path | None = None) -> None:
+    readme = readme or README
     text = readme.read_text()
     if START not in text or END not in text:
         raise SystemExit(f"bench: {readme.name} has no benchmark markers")

@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench import readme
 
     readme.rewrite(report)
-    print(f"bench: wrote {RESULTS.relative_to(ROOT)} and the README table", file=sys.stderr)
+    print(f"bench: wrote {RESULTS} and the README table", file=sys.stderr)
     return 0
 
 

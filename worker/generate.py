@@ -180,8 +180,10 @@ def _generate(runtime: Runtime, writer: TokenWriter, generation: Generation) -> 
     pieces: list[str] = []
     reason = "done"
     first_token_at = None
-    publisher = TokenPublisher(writer, window_s=settings.publish_window_s)
-    with runtime.threads.running() as threads, publisher:
+    with (
+        runtime.threads.running() as threads,
+        TokenPublisher(writer, window_s=settings.publish_window_s) as publisher,
+    ):
         stream = runtime.engine.stream(fitted.tokens, params, threads=threads)
         try:
             for piece in stream:

@@ -34,7 +34,7 @@ def table(report: dict[str, Any]) -> str:
         f"{machine.get('cpus', '?')} CPUs ({machine.get('platform', '?')}).",
     ]
     if report.get("note"):
-        lines.append(f"{report['note']}")
+        lines += ["", report["note"]]
     lines += ["", "| figure | result | target | met |", "|---|---|---|---|"]
     for fig in report.get("figures", []):
         met = {True: "yes", False: "**no**", None: "-"}[fig.get("met")]

@@ -9,7 +9,7 @@ import pytest
 
 import bench.run as run
 from bench import readme
-from bench.run import NO_GPU, NOT_MEASURED, figures, main
+from bench.run import NO_GPU, NOT_MEASURED, figures, judged, main
 
 
 def by_name(parts: dict[str, object]) -> dict[str, dict[str, object]]:
@@ -71,3 +71,16 @@ def test_a_part_runs_alone_and_keeps_the_others(
     assert report["parts"]["burst"]["done"] == 7  # kept
     assert report["parts"]["gpu"]["status"] == NO_GPU
     assert "burst: 200 chats, 1 worker: done | 7 |" in page.read_text()
+
+
+def test_smoke_runs_are_not_judged() -> None:
+    parts = {
+        "pipeline": {"decode_ratio": 0.99, "quick": True},
+        "workers": {"2": {"aggregate_vs_one": 1.4}},
+    }
+    report = {f["name"]: f for f in judged(parts)}
+    assert report["pipeline decode / engine alone"]["met"] is None
+    assert "not judged" in str(report["pipeline decode / engine alone"]["target"])
+    assert report["2 workers: aggregate vs 1"]["met"] is True
+    assert report["2 workers: aggregate vs 1"]["part"] == "workers"
+    assert report["fan-out: ? streams on one web process, identical text"]["part"] == "fanout"

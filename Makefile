@@ -32,10 +32,11 @@ format: install
 	$(BIN)/ruff check --fix shared web worker tests bench
 	$(BIN)/ruff format shared web worker
 
+## Every benchmark; scaling figures into bench/results/latest.json and the README table.
 bench: install
 	$(BIN)/python bench/retrieval/run.py
 	$(BIN)/python bench/stream_latency.py
-	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) .pytest-data .mypy_cache .ruff_cache .coverage

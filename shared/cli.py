@@ -115,6 +115,12 @@ def worker_command(
     ]
 
 
+def node_name(settings: Settings) -> str:
+    """This worker process's Celery node name: unique per process, also for several started
+    from one Procfile line on one host (``%h`` is the host name, filled in by Celery)."""
+    return f"{settings.dyno or f'worker-{os.getpid()}'}@%h"
+
+
 def flower_command(settings: Settings, *, port: int) -> list[str]:
     command = [
         sys.executable,
@@ -211,7 +217,7 @@ def cmd_web(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = get_settings()
     command = worker_command(
-        name=args.name,
+        name=args.name or node_name(settings),
         pool=args.pool,
         concurrency=args.concurrency,
         log_level=settings.log_level,
@@ -294,7 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="generations at once (each process loads the model)",
     )
-    worker.add_argument("--name", default="worker@%h", help="Celery node name")
+    worker.add_argument(
+        "--name", help="Celery node name (default: DYNO@<host>, else worker-<pid>@<host>)"
+    )
     worker.set_defaults(func=cmd_worker)
 
     flower = sub.add_parser("flower", help="run Celery Flower (basic auth: FLOWER_BASIC_AUTH)")

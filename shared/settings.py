@@ -88,7 +88,13 @@ class Settings(BaseSettings):
     )
     gpu_layers: int = Field(default=0, ge=0, description="Model layers to offload to the GPU.")
     threads: int = Field(
-        default=0, ge=0, description="CPU threads per worker for generation (0: all cores)."
+        default=0,
+        ge=0,
+        description=(
+            "CPU threads per generation. 0: the host's share, its cores divided among the "
+            "generations running on it now (worker processes on one host never oversubscribe "
+            "it; a lone answer gets every core)."
+        ),
     )
     context_length: int = Field(
         default=2048, ge=256, description="Context window (prompt plus answer) in tokens."
@@ -129,6 +135,15 @@ class Settings(BaseSettings):
     stream_ttl_s: int = Field(
         default=3600, ge=60, description="How long finished token streams stay replayable."
     )
+    publish_window_s: float = Field(
+        default=0.02,
+        ge=0,
+        le=1.0,
+        description=(
+            "Least time between two token sends of a generation to Redis; tokens decoded "
+            "meanwhile go together in one event (the first token after a pause goes at once)."
+        ),
+    )
     keepalive_s: float = Field(
         default=15.0, gt=0, description="Interval of SSE keep-alive comments."
     )
@@ -166,6 +181,13 @@ class Settings(BaseSettings):
         default="", description="'user:password' for Flower (comma-separate several)."
     )
     flower_url_prefix: str = Field(default="", description="URL prefix Flower is served under.")
+    dyno: str = Field(
+        default="",
+        description=(
+            "The platform's process name (Heroku sets DYNO, e.g. worker.1): a worker's Celery "
+            "node name. Empty: 'worker-<pid>', unique among processes on one host."
+        ),
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -45,22 +45,45 @@ def seen_key(generation_id: str) -> str:
     return f"chatbot:gen:{{{generation_id}}}:seen"
 
 
+def sent_key(generation_id: str) -> str:
+    return f"chatbot:gen:{{{generation_id}}}:sent"
+
+
+def _keys(generation_id: str) -> list[str]:
+    """The keys of the append script, in its order."""
+    return [
+        events_key(generation_id),
+        live_channel(generation_id),
+        cancel_key(generation_id),
+        seen_key(generation_id),
+        sent_key(generation_id),
+    ]
+
+
 def generation_from_channel(channel: str) -> str:
     return channel.split("{", 1)[1].split("}", 1)[0]
 
 
-# KEYS: events, live, cancel, seen. ARGV: type, data, maxlen, ttl, check_seen (0/1).
-# Returns {entry id, flag}: flag is "cancelled", "abandoned" or "".
+# KEYS: events, live, cancel, seen, sent. ARGV: type, data, maxlen, ttl, check_seen (0/1),
+# batch mark ("" or "<sender>:<n>"). Returns {entry id, flag}: flag is "cancelled",
+# "abandoned" or "". A batch whose mark equals the last one appended was appended by an
+# earlier try whose reply was lost: it is not appended twice (entry id "").
 _APPEND = """
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 't', ARGV[1], 'd', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('PUBLISH', KEYS[2], id .. '\\n' .. ARGV[1] .. '\\n' .. ARGV[2])
 local flag = ''
 if redis.call('EXISTS', KEYS[3]) == 1 then
   flag = 'cancelled'
 elseif ARGV[5] == '1' and redis.call('EXISTS', KEYS[4]) == 0 then
   flag = 'abandoned'
 end
+if ARGV[6] ~= '' then
+  if redis.call('GET', KEYS[5]) == ARGV[6] then
+    return {'', flag}
+  end
+  redis.call('SET', KEYS[5], ARGV[6], 'EX', ARGV[4])
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 't', ARGV[1], 'd', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('PUBLISH', KEYS[2], id .. '\\n' .. ARGV[1] .. '\\n' .. ARGV[2])
 return {id, flag}
 """
 
@@ -119,21 +142,21 @@ class TokenWriter:
         self.ttl_s = ttl_s
         self.check_listeners = check_listeners
         self._script = client.register_script(_APPEND)
-        self._keys = [
-            events_key(generation_id),
-            live_channel(generation_id),
-            cancel_key(generation_id),
-            seen_key(generation_id),
-        ]
+        self._keys = _keys(generation_id)
 
-    def append(self, kind: EventType, data: Any = "") -> tuple[str, str]:
-        """Append one event; returns its entry id and a stop flag ("cancelled", "abandoned", "")."""
+    def append(self, kind: EventType, data: Any = "", *, mark: str = "") -> tuple[str, str]:
+        """Append one event; returns its entry id and a stop flag ("cancelled", "abandoned", "").
+
+        ``mark`` (unique per sender and batch) makes a retry after a lost reply safe: the
+        event is appended once, and the retry gets entry id "".
+        """
         args: list[str | int] = [
             kind,
             encode(data),
             STREAM_MAXLEN,
             self.ttl_s,
             int(self.check_listeners),
+            mark,
         ]
         entry_id, flag = self._script(keys=self._keys, args=args)
         return _text(entry_id), _text(flag)
@@ -161,13 +184,8 @@ def append(
 ) -> str:
     """Append one event outside a worker's token loop (life-cycle events); its entry id."""
     script = client.register_script(_APPEND)
-    keys = [
-        events_key(generation_id),
-        live_channel(generation_id),
-        cancel_key(generation_id),
-        seen_key(generation_id),
-    ]
-    entry_id, _ = script(keys=keys, args=[kind, encode(data), STREAM_MAXLEN, ttl_s, 0])
+    args: list[str | int] = [kind, encode(data), STREAM_MAXLEN, ttl_s, 0, ""]
+    entry_id, _ = script(keys=_keys(generation_id), args=args)
     return _text(entry_id)
 
 

@@ -4,6 +4,7 @@ the command); tests/e2e/test_ops.py runs each line for real."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli import flower_command, web_command, worker_command
+from shared.cli import flower_command, node_name, web_command, worker_command
 from shared.settings import Settings
 from tests.conftest import ROOT
 
@@ -20,7 +21,7 @@ import json, sys
 print(json.dumps(sys.argv[1:]))
 """
 #: The environment the lines may use: the platform's PORT and documented settings.
-ALLOWED_VARIABLES = {"PORT", "FLOWER_BASIC_AUTH", "FLOWER_URL_PREFIX"}
+ALLOWED_VARIABLES = {"PORT", "FLOWER_BASIC_AUTH", "FLOWER_URL_PREFIX", "DYNO"}
 
 
 def procfile() -> dict[str, str]:
@@ -84,8 +85,24 @@ def test_worker_takes_one_generation_at_a_time_with_events(tmp_path: Path) -> No
     assert argv[argv.index("--prefetch-multiplier") + 1] == "1"
     assert "-E" in argv  # task events, for Flower
     local = worker_command(name="worker@%h")
-    for option in ("-Q", "--pool", "--concurrency", "--prefetch-multiplier", "-n"):
+    for option in ("-Q", "--pool", "--concurrency", "--prefetch-multiplier"):
         assert argv[argv.index(option) + 1] == local[local.index(option) + 1], option
+
+
+def test_each_worker_process_gets_its_own_node_name(tmp_path: Path) -> None:
+    # Two processes from one line on one host: the process id tells them apart.
+    names = {argv[argv.index("-n") + 1] for argv in (expand("worker", tmp_path)[1] for _ in "ab")}
+    assert len(names) == 2
+    assert all(re.fullmatch(r"worker-\d+@%h", name) for name in names), names
+    # On Heroku each dyno has its name: worker.1, worker.2.
+    argv = expand("worker", tmp_path, DYNO="worker.2")[1]
+    assert argv[argv.index("-n") + 1] == "worker.2@%h"
+
+
+def test_chatbot_worker_names_itself_the_same_way() -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert node_name(settings) == f"worker-{os.getpid()}@%h"
+    assert node_name(Settings(dyno="worker.3", _env_file=None)) == "worker.3@%h"  # type: ignore[call-arg]
 
 
 def test_flower_requires_basic_auth(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
 from shared.chats.models import Conversation
@@ -18,6 +17,7 @@ from shared.chats.repository import ConversationRepository
 from shared.db import transaction, utcnow
 from shared.errors import ChatbotError, GenerationFailed
 from shared.generations.models import FinishReason, Generation
+from shared.publisher import PublishError, TokenPublisher
 from shared.tokenbus import TokenWriter
 from worker import metrics
 from worker.engine import ChatMessage, SamplingParams, fit_messages
@@ -26,6 +26,8 @@ from worker.runtime import Runtime
 log = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 200
+#: How long the end of an answer waits for its tokens to reach Redis.
+PUBLISH_FLUSH_S = 30.0
 ROLE_MAP = {"Human": "user", "Assistant": "assistant"}
 
 
@@ -122,30 +124,38 @@ def _generate(runtime: Runtime, writer: TokenWriter, generation: Generation) -> 
     pieces: list[str] = []
     reason: FinishReason | None = None
     first_token_at = None
-    stream = runtime.engine.stream(fitted.tokens, params)
-    try:
-        for piece in stream:
-            if not piece:
-                continue
-            if first_token_at is None:
-                first_token_at = utcnow()
-            metrics.token()
-            try:
-                _, flag = writer.append("token", piece)
-            except RedisError as exc:
-                # The token bus is gone: keep what clients could have seen and save it.
-                log.error("lost the token bus mid-answer: %s", exc)
-                reason = FinishReason.INTERRUPTED
-                break
-            pieces.append(piece)
-            if flag:
-                reason = FinishReason(flag)
-                break
-            if time.monotonic() > deadline:
-                reason = FinishReason.DEADLINE
-                break
-    finally:
-        stream.close()
+    with (
+        runtime.threads.running() as threads,
+        TokenPublisher(
+            writer,
+            window_s=settings.publish_window_s,
+            abandon_grace_s=settings.stream_grace_s,
+        ) as publisher,
+    ):
+        stream = runtime.engine.stream(fitted.tokens, params, threads=threads)
+        try:
+            for piece in stream:
+                if not piece:
+                    continue
+                if first_token_at is None:
+                    first_token_at = utcnow()
+                pieces.append(piece)
+                metrics.token()
+                publisher.put_token(piece)  # never waits for Redis
+                if flag := publisher.stop_flag:
+                    reason = FinishReason(flag)
+                    break
+                if time.monotonic() > deadline:
+                    reason = FinishReason.DEADLINE
+                    break
+        finally:
+            stream.close()
+        try:
+            publisher.flush(PUBLISH_FLUSH_S)  # every token before the terminal event
+        except PublishError as exc:
+            # Redis stayed away: keep the answer; its `done` event carries the saved text.
+            log.error("lost the token bus mid-answer: %s", exc)
+            reason = FinishReason.INTERRUPTED
     generation.prompt_tokens = stream.prompt_tokens
     generation.completion_tokens = stream.completion_tokens
     generation.first_token_at = first_token_at

@@ -21,6 +21,7 @@ from shared.generations.lifecycle import Lifecycle
 from shared.redisconn import sync_client
 from shared.settings import Settings, get_settings
 from worker.engine import Engine, load_engine
+from worker.threads import ThreadsBudget
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class Runtime:
     lifecycle: Lifecycle
     worker_id: str
     stop: threading.Event
+    threads: ThreadsBudget
     #: The generation this process runs now; its heartbeat keeps the ownership fresh.
     current: str | None = None
 
@@ -62,14 +64,16 @@ def load(settings: Settings | None = None) -> Runtime:
         client.delete(workers.MODEL_ERROR_KEY)
         db = make_engine(settings.sqlalchemy_url, pool_size=2, max_overflow=2)
         sessions = make_sessionmaker(db)
+        wid = workers.this_process_id()
         runtime = Runtime(
             settings=settings,
             engine=engine,
             sessions=sessions,
             redis=client,
             lifecycle=Lifecycle(settings=settings, sessions=sessions, redis=client),
-            worker_id=workers.this_process_id(),
+            worker_id=wid,
             stop=threading.Event(),
+            threads=ThreadsBudget(client, worker_id=wid, override=settings.threads),
         )
         threading.Thread(target=_beat, args=(runtime,), name="heartbeat", daemon=True).start()
         log.info("model loaded", extra={"model": engine.model_name, "worker": runtime.worker_id})

@@ -194,7 +194,7 @@ def test_procfile_web_and_flower_answer(ops: Stack) -> None:
 
     wait_until(flower_lists_both, "Flower to list both workers", timeout=20)
     names = set(httpx.get(f"{flower}/api/workers", auth=FLOWER_AUTH, timeout=5).json())
-    assert any(name.startswith("worker@") for name in names), names  # the Procfile's worker
+    assert any(name.startswith("worker-") for name in names), names  # the Procfile's worker
 
 
 def test_concurrent_chats_run_on_both_workers(ops: Stack) -> None:

@@ -22,6 +22,7 @@ from tests.conftest import make_settings
 from worker.engine import load_engine
 from worker.generate import run_generation
 from worker.runtime import Runtime
+from worker.threads import ThreadsBudget
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,7 @@ def _runtime(settings: Settings) -> Runtime:
         ),
         worker_id=workers.this_process_id(),
         stop=threading.Event(),
+        threads=ThreadsBudget(client, worker_id=workers.this_process_id(), override=0),
     )
 
 

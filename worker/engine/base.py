@@ -150,8 +150,17 @@ class Engine(Protocol):
         """Prompt tokens for ``messages``: the chat template, ending with the answer's start."""
         ...
 
-    def stream(self, prompt_tokens: Sequence[int], params: SamplingParams) -> GenerationStream:
+    def stream(
+        self,
+        prompt_tokens: Sequence[int],
+        params: SamplingParams,
+        *,
+        threads: Callable[[], int] | None = None,
+    ) -> GenerationStream:
         """Generate an answer to ``prompt_tokens``, as text pieces.
+
+        ``threads``: asked before each evaluation for the CPU threads to use (the host's
+        budget, see ``worker.threads``); ``None``: the engine's own choice.
 
         Pieces never split a UTF-8 character. Generation stops at the end of the turn, at a
         stop string (not included), or after ``params.max_new_tokens`` tokens. Starting a

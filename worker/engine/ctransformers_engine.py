@@ -11,7 +11,7 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any
 
 from shared import modelstore
@@ -165,8 +165,18 @@ class CTransformersEngine:
             tokens.insert(0, self._bos_token_id)
         return tokens
 
-    def stream(self, prompt_tokens: Sequence[int], params: SamplingParams) -> GenerationStream:
-        """Generate text pieces for ``prompt_tokens``; see ``Engine.stream``."""
+    def stream(
+        self,
+        prompt_tokens: Sequence[int],
+        params: SamplingParams,
+        *,
+        threads: Callable[[], int] | None = None,
+    ) -> GenerationStream:
+        """Generate text pieces for ``prompt_tokens``; see ``Engine.stream``.
+
+        ``threads``, when given, is asked before each evaluation how many CPU threads to use
+        (the host's threads budget, ``worker.threads``); else the count chosen at load.
+        """
         prompt = list(prompt_tokens)
         if not prompt:
             raise EngineError("the prompt is empty")
@@ -181,13 +191,22 @@ class CTransformersEngine:
         if previous is not None:
             previous.close()
         stats = GenerationStats(prompt_tokens=len(prompt))
-        pieces = self._generate(prompt, params, min(params.max_new_tokens, room), stats)
+        limit = min(params.max_new_tokens, room)
+        pieces = self._generate(prompt, params, limit, stats, threads or self._load_threads)
         stream = GenerationStream(pieces, stats)
         self._active = weakref.ref(stream)
         return stream
 
+    def _load_threads(self) -> int:
+        return self._threads
+
     def _generate(
-        self, prompt: list[int], params: SamplingParams, limit: int, stats: GenerationStats
+        self,
+        prompt: list[int],
+        params: SamplingParams,
+        limit: int,
+        stats: GenerationStats,
+        threads: Callable[[], int],
     ) -> Generator[str, None, None]:
         if params.greedy:
             # ctransformers divides logits by the temperature: 0 would give NaNs.
@@ -196,17 +215,14 @@ class CTransformersEngine:
             top_k, top_p, temperature = params.top_k, params.top_p, params.temperature
         decoder = self._tokenizer.incremental_decoder()
         stops = StopStringFilter(params.stop)
-        # reset=True keeps the KV cache for the prompt prefix shared with the last generation.
-        tokens = self._llm.generate(
+        tokens = self._tokens(
             prompt,
+            threads,
             top_k=top_k,
             top_p=top_p,
             temperature=temperature,
             repetition_penalty=params.repetition_penalty,
             seed=params.seed,
-            threads=self._threads,
-            batch_size=PROMPT_BATCH_SIZE,
-            reset=True,
         )
         hit_stop_string = False
         try:
@@ -235,6 +251,21 @@ class CTransformersEngine:
             raise
         finally:
             tokens.close()
+
+    def _tokens(
+        self, prompt: list[int], threads: Callable[[], int], **sampling: Any
+    ) -> Generator[int, None, None]:
+        """``llm.generate`` with the threads asked per evaluation instead of per generation."""
+        llm = self._llm
+        # reset=True keeps the KV cache for the prompt prefix shared with the last generation.
+        todo = llm.prepare_inputs_for_generation(prompt, reset=True)
+        llm.eval(todo, batch_size=PROMPT_BATCH_SIZE, threads=threads())
+        while True:
+            token = llm.sample(**sampling)
+            llm.eval([token], batch_size=PROMPT_BATCH_SIZE, threads=threads())
+            if llm.is_eos_token(token):
+                return
+            yield token
 
 
 def _stop_token_ids(

@@ -1,0 +1,159 @@
+"""Pipeline cost: the same questions through web -> Celery -> Redis -> SSE and on the engine
+alone (its own process), in alternation, so both see the same machine load.
+
+Also breaks the added time to first token into hops, from the client's clock and the
+``done`` event's timings (one host, one clock):
+- ``web``: request sent -> response headers (validation, the generation row, enqueue);
+- ``queue``: generation created -> a worker started it (broker pickup, claim);
+- ``worker_to_first_token``: started -> first token, less the engine's own time to first
+  token (ownership, history, prompt);
+- ``delivery``: the rest (token bus, SSE to the client);
+and times ``send_task`` alone, which the web runs on its event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+
+from bench.stack import ROOT, Answer, Stack, percentile, running, stream_answer
+
+COUNTRIES = [
+    "France",
+    "Spain",
+    "Italy",
+    "Germany",
+    "Japan",
+    "Canada",
+    "Brazil",
+    "Kenya",
+    "Norway",
+    "Chile",
+    "Egypt",
+    "India",
+]
+
+
+def question(i: int) -> str:
+    # A new question each round, so neither side replays a cached prompt.
+    return f"Tell me about {COUNTRIES[i % len(COUNTRIES)]}: its capital, history and food."
+
+
+class EngineAlone:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "engine_alone.py")],
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._read()  # ready
+
+    def _read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise SystemExit("bench: the engine-alone process died")
+        return dict(json.loads(line))
+
+    def ask(self, text: str) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        self.process.stdin.write(text + "\n")
+        self.process.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        if self.process.stdin:
+            self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+def time_send_task(stack: Stack, count: int = 50) -> float:
+    """Median ms of one ``send_task`` (what the web does per answer) on this Redis."""
+    from shared.queue import make_celery
+
+    app = make_celery("bench", broker_url=stack.env["REDIS_URL"])
+    queue = "bench-send-task"
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        app.send_task("bench.noop", args=["x"], queue=queue, expires=30)
+        samples.append((time.perf_counter() - started) * 1000)
+    stack.redis.delete(queue)
+    return statistics.median(samples[5:])
+
+
+def run(*, rounds: int = 12, max_new_tokens: int = 200) -> dict[str, Any]:
+    pairs: list[tuple[dict[str, Any], Answer]] = []
+    with running(workers=1, MAX_NEW_TOKENS=str(max_new_tokens)) as stack:
+        engine = EngineAlone(stack.env)
+        try:
+            engine.ask(question(99))  # warm both: first answers load pages of the model
+            asyncio.run(_one(stack, question(98)))
+            for i in range(rounds):
+                alone = engine.ask(question(i))
+                piped = asyncio.run(_one(stack, question(i)))
+                pairs.append((alone, piped))
+        finally:
+            engine.close()
+        send_task_ms = time_send_task(stack)
+    return summarize(pairs, send_task_ms)
+
+
+async def _one(stack: Stack, text: str) -> Answer:
+    chat_id = await asyncio.to_thread(stack.new_chat, text)
+    async with httpx.AsyncClient(timeout=120) as client:
+        return await stream_answer(client, stack.base, chat_id)
+
+
+def summarize(pairs: list[tuple[dict[str, Any], Answer]], send_task_ms: float) -> dict[str, Any]:
+    engine_rates, pipe_rates, added, hops = [], [], [], []
+    for alone, piped in pairs:
+        if piped.done is None or piped.first_token is None or alone["ttft_ms"] is None:
+            continue
+        client_ttft = (piped.first_token - piped.sent) * 1000
+        added.append(client_ttft - alone["ttft_ms"])
+        if alone["tokens_per_s"] and (rate := piped.client_tokens_per_s()):
+            engine_rates.append(alone["tokens_per_s"])
+            pipe_rates.append(rate)
+        timings = piped.done["timings"]
+        web = ((piped.headers or piped.sent) - piped.sent) * 1000
+        queue = timings["queue_ms"] or 0.0
+        worker = (timings["ttft_ms"] or 0.0) - alone["ttft_ms"]
+        hops.append(
+            {
+                "web": web,
+                "queue": queue,
+                "worker_to_first_token": worker,
+                "delivery": client_ttft - alone["ttft_ms"] - web - queue - worker,
+            }
+        )
+    engine_rate = statistics.median(engine_rates) if engine_rates else None
+    pipe_rate = statistics.median(pipe_rates) if pipe_rates else None
+    return {
+        "rounds": len(pairs),
+        "valid": len(added),
+        "engine_tokens_per_s_p50": _round(engine_rate),
+        "pipeline_tokens_per_s_p50": _round(pipe_rate),
+        "decode_ratio": _round(pipe_rate / engine_rate, 3) if engine_rate and pipe_rate else None,
+        "engine_ttft_ms_p50": _round(statistics.median(a["ttft_ms"] for a, _ in pairs)),
+        "added_ttft_ms_p50": _round(percentile(added, 0.5)),
+        "added_ttft_ms_p95": _round(percentile(added, 0.95)),
+        "hops_ms_p50": {name: _round(statistics.median(h[name] for h in hops)) for name in hops[0]}
+        if hops
+        else {},
+        "send_task_ms_p50": _round(send_task_ms, 2),
+    }
+
+
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)

@@ -1,0 +1,287 @@
+"""`make bench`: every scaling figure, measured in one run, into bench/results/latest.json.
+
+Parts (each runnable alone: ``--only workers,burst``; a part's earlier result is kept
+when another part is rerun):
+- ``pipeline``: engine alone vs pipeline, decode ratio and added time to first token
+  (p50/p95), with the added time split into hops;
+- ``workers``: 1, 2 and 4 worker processes on this host (aggregate and lone tokens/s);
+- ``burst``: 200 concurrent chats, 1 worker, 32-token answers;
+- ``internet``: internet answers' time to first token, from ``bench/internet_ttft.py``
+  (its ``run()`` returns ``{"ttft_ms_p50": ..., ...}``); "not measured" while absent;
+- ``fanout``: many clients on one answer, one web process;
+- ``gpu``: ``bench/gpu_check.py`` needs a GPU machine; recorded as not run here.
+
+Every figure has its target and ``met``. The README's benchmark table is rewritten from
+the file (``bench/readme.py``). Run: .venv/bin/python bench/run.py [--only PARTS] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "bench" / "results" / "latest.json"
+NOT_MEASURED = "not measured"
+NO_GPU = "not run: no GPU machine was lent to this task"
+
+
+def _figure(
+    name: str, value: Any, target: str, check: Callable[[Any], bool] | None, unit: str = ""
+) -> dict[str, Any]:
+    met = None if check is None or value is None or isinstance(value, str) else check(value)
+    return {"name": name, "value": value, "unit": unit, "target": target, "met": met}
+
+
+def _get(data: dict[str, Any], *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def part_pipeline(quick: bool) -> dict[str, Any]:
+    from bench import pipeline
+
+    return pipeline.run(rounds=4 if quick else 12, max_new_tokens=64 if quick else 200)
+
+
+def part_workers(quick: bool) -> dict[str, Any]:
+    from bench import workers
+
+    result: dict[str, Any] = workers.run(
+        lone=1 if quick else 3, max_new_tokens=64 if quick else 200
+    )
+    return result
+
+
+def part_burst(quick: bool) -> dict[str, Any]:
+    from bench import burst
+
+    return burst.run(chats=40 if quick else 200, max_new_tokens=32)
+
+
+def part_internet(quick: bool) -> dict[str, Any]:
+    # HOOK: the internet helper's bench/internet_ttft.py, when present, measures this.
+    try:
+        module = importlib.import_module("bench.internet_ttft")
+    except ModuleNotFoundError as exc:
+        if exc.name != "bench.internet_ttft":
+            raise
+        return {"status": NOT_MEASURED, "why": "bench/internet_ttft.py is not there yet"}
+    measure = getattr(module, "run", None) or getattr(module, "measure", None)
+    if measure is None:
+        return {"status": NOT_MEASURED, "why": "bench/internet_ttft.py has no run()"}
+    return dict(measure())
+
+
+def part_fanout(quick: bool) -> dict[str, Any]:
+    from bench import fanout_part
+
+    return fanout_part.run(clients=100 if quick else 300)
+
+
+def part_gpu(quick: bool) -> dict[str, Any]:
+    return {"status": NO_GPU}
+
+
+PARTS: dict[str, Callable[[bool], dict[str, Any]]] = {
+    "pipeline": part_pipeline,
+    "workers": part_workers,
+    "burst": part_burst,
+    "internet": part_internet,
+    "fanout": part_fanout,
+    "gpu": part_gpu,
+}
+
+
+def figures(parts: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every figure of the issue with its target; ``met`` None where not measured."""
+    p, w, b = parts.get("pipeline", {}), parts.get("workers", {}), parts.get("burst", {})
+    out = [
+        _figure(
+            "pipeline decode / engine alone",
+            p.get("decode_ratio"),
+            ">= 0.98",
+            lambda v: v >= 0.98,
+        ),
+        _figure(
+            "added time to first token, p50",
+            p.get("added_ttft_ms_p50"),
+            "<= 15 ms",
+            lambda v: v <= 15,
+            "ms",
+        ),
+        _figure("added time to first token, p95", p.get("added_ttft_ms_p95"), "", None, "ms"),
+        _figure("engine alone: decode", p.get("engine_tokens_per_s_p50"), "", None, "tok/s"),
+        _figure("pipeline: decode", p.get("pipeline_tokens_per_s_p50"), "", None, "tok/s"),
+        _figure(
+            "2 workers: aggregate vs 1",
+            _get(w, "2", "aggregate_vs_one"),
+            ">= 1.3",
+            lambda v: v >= 1.3,
+        ),
+        _figure(
+            "2-worker host: a lone answer vs 1-worker host",
+            _get(w, "2", "lone_vs_one"),
+            ">= 0.9",
+            lambda v: v >= 0.9,
+        ),
+    ]
+    for count in ("1", "2", "4"):
+        out.append(
+            _figure(
+                f"{count} worker(s): aggregate tok/s (vs 1)",
+                _get(w, count, "aggregate_vs_one"),
+                ">= 1.0",
+                lambda v: v >= 1.0,
+            )
+        )
+    chats = b.get("chats")
+    out += [
+        _figure(
+            f"burst: {chats or 200} chats, 1 worker: done",
+            b.get("done"),
+            f"{chats or 200}/{chats or 200}",
+            lambda v: v == (chats or 200),
+        ),
+        _figure("burst: queue events seen", b.get("queue_events"), "> 0", lambda v: v > 0),
+        _figure("burst: queue wait p50", b.get("queue_wait_s_p50"), "", None, "s"),
+        _figure("burst: queue wait p95", b.get("queue_wait_s_p95"), "", None, "s"),
+        _figure("burst: web RSS peak", b.get("web_rss_mb_peak"), "", None, "MB"),
+        _figure(
+            "internet answer: time to first token, p50",
+            _internet_ttft(parts.get("internet", {})),
+            "<= 2500 ms",
+            lambda v: v <= 2500,
+            "ms",
+        ),
+    ]
+    f = parts.get("fanout", {})
+    out += [
+        _figure(
+            f"fan-out: {f.get('clients', '?')} streams on one web process, identical text",
+            f.get("identical_text"),
+            "true",
+            lambda v: v is True,
+        ),
+        _figure(
+            "fan-out: web Redis connections, peak", f.get("web_redis_connections_peak"), "", None
+        ),
+        _figure("fan-out: SSE events/s", f.get("sse_events_per_s"), "", None),
+        _figure("fan-out: web RSS", f.get("web_rss_mb"), "", None, "MB"),
+        _figure("GPU check", parts.get("gpu", {}).get("status", NO_GPU), "", None),
+    ]
+    return out
+
+
+#: Which part measures a figure, by the start of its name.
+FIGURE_PARTS = {
+    "pipeline": "pipeline",
+    "added": "pipeline",
+    "engine": "pipeline",
+    "burst": "burst",
+    "internet": "internet",
+    "fan-out": "fanout",
+    "GPU": "gpu",
+}
+
+
+def judged(parts: dict[str, Any]) -> list[dict[str, Any]]:
+    """``figures``, each with its part; a smoke run's (``--quick``) figures are not judged."""
+    out = figures(parts)
+    for fig in out:
+        first = fig["name"].split(" ", 1)[0].rstrip(":")
+        fig["part"] = FIGURE_PARTS.get(first, "workers")
+        if parts.get(fig["part"], {}).get("quick") and fig["met"] is not None:
+            fig["met"] = None
+            fig["target"] = f"{fig['target']} (not judged: --quick)"
+    return out
+
+
+def _internet_ttft(result: dict[str, Any]) -> Any:
+    return result.get("ttft_ms_p50", result.get("status", NOT_MEASURED))
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "host": socket.gethostname(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def commit() -> str:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return f"{sha}{'+dirty' if dirty else ''}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", help=f"comma-separated parts of: {', '.join(PARTS)}")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
+    parser.add_argument("--note", default="", help="a note kept in the results")
+    args = parser.parse_args(argv)
+    chosen = [p.strip() for p in args.only.split(",")] if args.only else list(PARTS)
+    unknown = set(chosen) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    parts: dict[str, Any] = dict(previous.get("parts", {}))
+    for name in chosen:
+        print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        started = dt.datetime.now(dt.UTC)
+        try:
+            result = PARTS[name](args.quick)
+        except (Exception, SystemExit) as exc:
+            traceback.print_exc()
+            result = {"status": f"failed: {type(exc).__name__}: {exc}"}
+        result["measured_at"] = started.isoformat(timespec="seconds")
+        result["commit"] = commit()
+        result["quick"] = args.quick
+        parts[name] = result
+        print(json.dumps({name: result}, indent=2), flush=True)
+    report = {
+        "machine": machine(),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "commit": commit(),
+        "note": args.note,
+        "figures": judged(parts),
+        "parts": parts,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    from bench import readme
+
+    readme.rewrite(report)
+    print(f"bench: wrote {RESULTS} and the README table", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The benchmark report: targets judged honestly, and the README table rewritten in place."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import bench.run as run
+from bench import readme
+from bench.run import NO_GPU, NOT_MEASURED, figures, judged, main
+
+
+def by_name(parts: dict[str, object]) -> dict[str, dict[str, object]]:
+    return {f["name"]: f for f in figures(parts)}  # type: ignore[arg-type]
+
+
+def test_unmeasured_figures_are_never_met() -> None:
+    report = by_name({})
+    assert report["pipeline decode / engine alone"]["met"] is None
+    internet = report["internet answer: time to first token, p50"]
+    assert internet["value"] == NOT_MEASURED and internet["met"] is None
+    assert report["GPU check"]["value"] == NO_GPU
+
+
+def test_targets_are_judged() -> None:
+    parts = {
+        "pipeline": {"decode_ratio": 0.97, "added_ttft_ms_p50": 12.0},
+        "workers": {
+            "1": {"aggregate_vs_one": 1.0, "lone_vs_one": 1.0},
+            "2": {"aggregate_vs_one": 1.35, "lone_vs_one": 0.85},
+        },
+        "burst": {"chats": 200, "done": 200, "queue_events": 0},
+        "internet": {"ttft_ms_p50": 1800.0},
+    }
+    report = by_name(parts)
+    assert report["pipeline decode / engine alone"]["met"] is False
+    assert report["added time to first token, p50"]["met"] is True
+    assert report["2 workers: aggregate vs 1"]["met"] is True
+    assert report["2-worker host: a lone answer vs 1-worker host"]["met"] is False
+    assert report["burst: 200 chats, 1 worker: done"]["met"] is True
+    assert report["burst: queue events seen"]["met"] is False
+    assert report["internet answer: time to first token, p50"]["met"] is True
+
+
+def test_readme_table_is_rewritten_between_markers(tmp_path: Path) -> None:
+    page = tmp_path / "README.md"
+    page.write_text(f"# Title\n\n{readme.START}\nold table\n{readme.END}\n\n## After\n")
+    report = {"date": "d", "commit": "abc", "figures": figures({}), "parts": {}}
+    readme.rewrite(report, page)
+    text = page.read_text()
+    assert "old table" not in text
+    assert text.startswith("# Title\n") and text.endswith("## After\n")
+    assert "| GPU check | " + NO_GPU in text
+    readme.rewrite(report, page)  # idempotent
+    assert page.read_text() == text
+
+
+def test_a_part_runs_alone_and_keeps_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    results = tmp_path / "latest.json"
+    page = tmp_path / "README.md"
+    page.write_text(f"{readme.START}\n{readme.END}\n")
+    results.write_text('{"parts": {"burst": {"done": 7, "chats": 200}}}')
+    monkeypatch.setattr(run, "RESULTS", results)
+    monkeypatch.setattr(readme, "README", page)
+    assert main(["--only", "gpu"]) == 0
+    report = json.loads(results.read_text())
+    assert report["parts"]["burst"]["done"] == 7  # kept
+    assert report["parts"]["gpu"]["status"] == NO_GPU
+    assert "burst: 200 chats, 1 worker: done | 7 |" in page.read_text()
+
+
+def test_smoke_runs_are_not_judged() -> None:
+    parts = {
+        "pipeline": {"decode_ratio": 0.99, "quick": True},
+        "workers": {"2": {"aggregate_vs_one": 1.4}},
+    }
+    report = {f["name"]: f for f in judged(parts)}
+    assert report["pipeline decode / engine alone"]["met"] is None
+    assert "not judged" in str(report["pipeline decode / engine alone"]["target"])
+    assert report["2 workers: aggregate vs 1"]["met"] is True
+    assert report["2 workers: aggregate vs 1"]["part"] == "workers"
+    assert report["fan-out: ? streams on one web process, identical text"]["part"] == "fanout"

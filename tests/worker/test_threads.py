@@ -1,0 +1,105 @@
+"""The host's threads budget: arithmetic, the Redis registry, and the engine asking it."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+import pytest
+import redis
+
+from shared.settings import Settings
+from worker.engine import ChatMessage, SamplingParams, load_engine
+from worker.threads import STALE_S, ThreadsBudget, share
+
+
+@pytest.fixture
+def client() -> redis.Redis:
+    return redis.Redis.from_url(os.environ["REDIS_URL"])
+
+
+def budget(client: redis.Redis, host: str, worker_id: str, cores: int) -> ThreadsBudget:
+    return ThreadsBudget(client, worker_id=worker_id, cores=cores, host=host)
+
+
+@pytest.mark.parametrize(
+    ("cores", "running", "expected"),
+    [
+        (2, 1, [2]),
+        (2, 2, [1, 1]),
+        (4, 2, [2, 2]),
+        (4, 3, [2, 1, 1]),  # the remainder goes to the first by name: no core idle
+        (16, 3, [6, 5, 5]),
+        (2, 3, [1, 1, 1]),  # never fewer than one thread
+        (1, 1, [1]),
+    ],
+)
+def test_share_splits_the_cores(cores: int, running: int, expected: list[int]) -> None:
+    workers = [f"host:{pid}" for pid in range(100, 100 + running)]
+    shares = [share(cores=cores, running=workers, worker_id=w) for w in workers]
+    assert shares == expected
+
+
+def test_a_lone_generation_gets_every_core(client: redis.Redis) -> None:
+    one = budget(client, f"h-{uuid.uuid4().hex}", "h:1", cores=8)
+    with one.running() as threads:
+        assert threads() == 8
+
+
+def test_two_workers_on_one_host_get_half_each(client: redis.Redis) -> None:
+    host = f"h-{uuid.uuid4().hex}"
+    a, b = budget(client, host, "h:1", cores=4), budget(client, host, "h:2", cores=4)
+    elsewhere = budget(client, f"other-{uuid.uuid4().hex}", "o:1", cores=4)
+    with a.running() as threads_a, elsewhere.running() as threads_other:
+        assert threads_a() == 4
+        with b.running() as threads_b:
+            assert threads_b() == 2
+            deadline = time.monotonic() + 10
+            while threads_a() != 2 and time.monotonic() < deadline:
+                time.sleep(0.05)  # a learns of b at its next refresh, without asking
+            assert threads_a() == 2
+            assert threads_other() == 4  # another host is not counted
+        assert a.refresh() == 4  # b ended: a gets every core back
+
+
+def test_a_killed_worker_drops_out_of_the_count(client: redis.Redis) -> None:
+    host = f"h-{uuid.uuid4().hex}"
+    dead = budget(client, host, "h:dead", cores=2)
+    dead.refresh()  # it beat once, then was killed (no leave)
+    alive = budget(client, host, "h:alive", cores=2)
+    assert alive.refresh() == 1
+    client.zadd(dead.key, {"h:dead": time.time() - STALE_S - 1})  # its beat went stale
+    assert alive.refresh() == 2
+
+
+def test_threads_setting_overrides_the_budget(client: redis.Redis) -> None:
+    host = f"h-{uuid.uuid4().hex}"
+    fixed = ThreadsBudget(client, worker_id="h:1", cores=8, host=host, override=3)
+    with fixed.running() as threads:
+        assert threads() == 3
+        assert client.zcard(fixed.key) == 0  # not counted: the operator chose
+
+
+def test_an_unreachable_redis_means_all_cores_not_a_failure() -> None:
+    nowhere = redis.Redis(port=1, socket_connect_timeout=0.2)
+    lone = ThreadsBudget(nowhere, worker_id="h:1", cores=2, host="h")
+    with lone.running() as threads:
+        assert threads() == 2
+
+
+def test_the_engine_asks_the_budget_before_each_evaluation(model_settings: Settings) -> None:
+    engine = load_engine(model_settings)
+    asked: list[int] = []
+
+    def threads() -> int:
+        asked.append(1)
+        return 1
+
+    prompt = engine.render_prompt([ChatMessage("user", "Count from one to ten.")])
+    params = SamplingParams(temperature=0.0, max_new_tokens=6, repetition_penalty=1.0)
+    with engine.stream(prompt, params, threads=threads) as stream:
+        text = "".join(stream)
+    assert text
+    # One evaluation for the prompt, one per sampled token.
+    assert len(asked) == 1 + stream.completion_tokens

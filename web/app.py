@@ -27,6 +27,7 @@ from shared.queue import make_celery
 from shared.redisconn import async_client
 from shared.settings import Settings, get_settings
 from shared.tokenhub import TokenHub
+from web.http import clip
 from web.middleware import ApiKeyMiddleware, RequestContextMiddleware
 from web.openapi import build_openapi, render_docs
 from web.routes import chats, conversations, health, inference
@@ -40,17 +41,19 @@ HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
 
 async def chatbot_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ChatbotError)
-    return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail
+    # The path is the client's input: echo a bounded piece of it.
+    method, path = clip(request.method, 20), clip(request.url.path)
     if exc.status_code == 404:
-        message = f"no route matches {request.method} {request.url.path}"
+        message = f"no route matches {method} {path}"
     elif exc.status_code == 405:
-        message = f"{request.method} is not allowed on {request.url.path}"
+        message = f"{method} is not allowed on {path}"
     return JSONResponse(
         {"error": {"code": code, "message": message}},
         status_code=exc.status_code,
@@ -110,6 +113,7 @@ def _install_sigterm_hook(state: AppState) -> Callable[[], None]:
 def create_app(settings: Settings | None = None) -> Starlette:
     """The ASGI app. ``settings`` defaults to the environment's."""
     settings = settings or get_settings()
+    api_keys = settings.api_key_list  # a malformed API_KEYS fails here, before serving
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -142,7 +146,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *inference.routes,
         *health.routes,
     ]
-    document = build_openapi(routes, title="chatbot", version=VERSION)
+    document = build_openapi(routes, title="chatbot", version=VERSION, secured=bool(api_keys))
 
     async def openapi(request: Request) -> JSONResponse:
         return JSONResponse(document)
@@ -159,7 +163,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     }
     middleware = [
         Middleware(RequestContextMiddleware, route_paths=route_paths),
-        Middleware(ApiKeyMiddleware, keys=settings.api_key_set),
+        Middleware(ApiKeyMiddleware, keys=api_keys),
     ]
     return Starlette(
         routes=routes,
@@ -182,7 +186,13 @@ def app_factory() -> Starlette:
     configure_logging(settings.log_level, json_lines=settings.log_json)
     # uvicorn gave its loggers their own plain-text handlers before loading the app:
     # send their records through ours, so every line of the web log has one format.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    # uvicorn's access log writes the raw query (where ?api_key= may be): it stays off;
+    # web.access writes one line per request with the path only.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
+    access.disabled = True
     return create_app(settings)

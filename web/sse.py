@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -43,16 +44,22 @@ def frame(data: str, *, event: str | None = None, event_id: str | None = None) -
     return ("\n".join(lines) + "\n\n").encode("utf-8")
 
 
+_ENTRY_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")
+
+
 def parse_last_event_id(value: str | None) -> tuple[uuid.UUID, str] | None:
     """``<generation id>:<stream entry id>`` or None when absent or not ours."""
     if not value:
         return None
     generation, _, entry = value.strip().partition(":")
+    if not _ENTRY_ID.fullmatch(entry):
+        return None
     try:
         generation_id = uuid.UUID(generation)
-        entry_key(entry)
     except ValueError:
         return None
+    if max(entry_key(entry)) >= 2**64:
+        return None  # not a Redis stream id: Redis would refuse it
     return generation_id, entry
 
 
@@ -146,9 +153,16 @@ async def stream_generation(
                 wait = min(keepalive_s, watchdog.interval_s)
                 get = asyncio.ensure_future(subscription.queue.get())
                 stop = asyncio.ensure_future(shutting_down.wait())
-                done, _ = await asyncio.wait(
-                    {get, stop}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
-                )
+                try:
+                    done, _ = await asyncio.wait(
+                        {get, stop}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                    )
+                except BaseException:
+                    # The client left (this generator is cancelled): cancel both tasks,
+                    # or they are destroyed while pending when the subscription closes.
+                    get.cancel()
+                    stop.cancel()
+                    raise
                 for task in (get, stop):
                     if task not in done:
                         task.cancel()

@@ -38,7 +38,7 @@ def start_or_attach(
     Raises ``NotFound`` for a missing chat and ``Conflict`` when there is nothing to answer.
     The caller commits before enqueueing the job.
     """
-    get_chat(session, chat_id=chat_id)
+    get_chat(session, chat_id=chat_id, owner=None)  # the route checked the tenant
     generations = GenerationRepository(session)
     if (active := generations.active_for_chat(chat_id)) is not None:
         return Started(active, created=False)
@@ -85,7 +85,7 @@ def find_for_resume(
 
 
 def active_for_chat(session: Session, *, chat_id: uuid.UUID) -> Generation | None:
-    get_chat(session, chat_id=chat_id)
+    get_chat(session, chat_id=chat_id, owner=None)  # the route checked the tenant
     return GenerationRepository(session).active_for_chat(chat_id)
 
 

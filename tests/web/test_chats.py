@@ -156,7 +156,11 @@ async def test_body_that_is_not_a_json_object(
 
 
 async def test_oversized_body_is_413(client: httpx.AsyncClient) -> None:
-    response = await client.post("/chats/create", content=b'{"name": "' + b"x" * 300_000 + b'"}')
+    response = await client.post(
+        "/chats/create",
+        content=b'{"name": "' + b"x" * 300_000 + b'"}',
+        headers={"content-type": "application/json"},
+    )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
 

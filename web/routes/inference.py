@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from shared.chats.service import check_owner
 from shared.errors import Conflict, NoWorker, SearchUnavailable
 from shared.generations import service
 from shared.generations.models import FINAL_STATUSES, Generation
@@ -28,7 +29,8 @@ from shared.tokenbus import (
     read_events,
     request_cancel,
 )
-from web.http import api, json_response, path_uuid, query_bool
+from web.http import api, json_response, path_uuid, query_bool, tenant_of
+from web.ratelimit import check_start_rate
 from web.sse import Watchdog, parse_last_event_id, stream_generation
 from web.state import AppState, app_state, run_db, run_in_session
 
@@ -122,6 +124,8 @@ async def _inference(request: Request, *, kind: str) -> Response:
     chat_id = path_uuid(request, "chat_id", what="chat")
     regenerate = query_bool(request, "regenerate")
     resume = parse_last_event_id(request.headers.get("last-event-id"))
+    tenant = tenant_of(request)
+    await run_db(request, lambda s: check_owner(s, chat_id=chat_id, owner=tenant))
 
     if resume is not None:
         generation_id, after = resume
@@ -145,6 +149,7 @@ async def _inference(request: Request, *, kind: str) -> Response:
         )
     request_id = request_id_var.get()
     started: dict[str, Any] | None
+    await check_start_rate(state.redis, tenant, state.settings)
     if await live_workers(state.redis):
         # One short transaction: attach to the running answer or queue a new one.
         started = await run_db(
@@ -203,6 +208,10 @@ def _start(session: Session, **kwargs: Any) -> dict[str, Any]:
     return snapshot
 
 
+REGENERATE = {
+    "description": "true: answer the last Human message again (keeps the old answer).",
+    "schema": {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no", "on", "off"]},
+}
 STREAM_DOC = (
     "Server-Sent Events. Unnamed events carry token text; named events: generation, "
     "sources (internet only), done, error, restart. Every event has an id "
@@ -214,10 +223,10 @@ STREAM_DOC = (
     summary="Stream the answer to the chat's last Human message (SSE)",
     description=STREAM_DOC,
     content_type="text/event-stream",
-    query={"regenerate": "true: answer the last Human message again (keeps the old answer)."},
+    query={"regenerate": REGENERATE},
     headers={"Last-Event-ID": "Resume after this event."},
     extra_responses={204: "The stream named by Last-Event-ID has ended"},
-    errors=[404, 409, 422, 503],
+    errors=[404, 409, 422, 429, 503],
 )
 async def inference(request: Request) -> Response:
     return await _inference(request, kind="chat")
@@ -227,10 +236,10 @@ async def inference(request: Request) -> Response:
     summary="Stream an answer grounded in web search, with numbered citations (SSE)",
     description=STREAM_DOC,
     content_type="text/event-stream",
-    query={"regenerate": "true: answer the last Human message again (keeps the old answer)."},
+    query={"regenerate": REGENERATE},
     headers={"Last-Event-ID": "Resume after this event."},
     extra_responses={204: "The stream named by Last-Event-ID has ended"},
-    errors=[404, 409, 422, 503],
+    errors=[404, 409, 422, 429, 503],
 )
 async def inference_internet(request: Request) -> Response:
     return await _inference(request, kind="internet")
@@ -239,11 +248,21 @@ async def inference_internet(request: Request) -> Response:
 @api(
     summary="Stop the chat's running answer (the partial answer is kept, marked cancelled)",
     response_example={"generation_id": "…", "status": "cancelled"},
+    extra_responses={
+        202: {
+            "description": "The running worker stops at its next token",
+            "content": {
+                "application/json": {"example": {"generation_id": "…", "status": "cancelling"}}
+            },
+        }
+    },
     errors=[404, 409],
 )
 async def stop(request: Request) -> JSONResponse:
     state = app_state(request)
     chat_id = path_uuid(request, "chat_id", what="chat")
+    tenant = tenant_of(request)
+    await run_db(request, lambda s: check_owner(s, chat_id=chat_id, owner=tenant))
     active = await run_db(request, lambda s: _peek_active(s, chat_id))
     if active is None:
         raise Conflict(f"chat {chat_id} has no answer in progress")

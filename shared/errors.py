@@ -62,6 +62,11 @@ class PayloadTooLarge(ChatbotError):
     code = "payload_too_large"
 
 
+class UriTooLong(ChatbotError):
+    status_code = 414
+    code = "uri_too_long"
+
+
 class UnsupportedMediaType(ChatbotError):
     status_code = 415
     code = "unsupported_media_type"
@@ -75,6 +80,11 @@ class ValidationFailed(ChatbotError):
 class TooManyRequests(ChatbotError):
     status_code = 429
     code = "rate_limited"
+
+
+class HeadersTooLarge(ChatbotError):
+    status_code = 431
+    code = "headers_too_large"
 
 
 class ServiceUnavailable(ChatbotError):

@@ -28,7 +28,7 @@ from shared.redisconn import async_client
 from shared.settings import Settings, get_settings
 from shared.tokenhub import TokenHub
 from web.http import clip
-from web.middleware import ApiKeyMiddleware, RequestContextMiddleware
+from web.middleware import ApiKeyMiddleware, RequestContextMiddleware, RequestLimitsMiddleware
 from web.openapi import build_openapi, render_docs
 from web.routes import chats, conversations, health, inference
 from web.state import AppState
@@ -163,6 +163,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     }
     middleware = [
         Middleware(RequestContextMiddleware, route_paths=route_paths),
+        Middleware(RequestLimitsMiddleware),
         Middleware(ApiKeyMiddleware, keys=api_keys),
     ]
     return Starlette(

@@ -14,7 +14,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.errors import Unauthorized
+from shared.errors import ChatbotError, HeadersTooLarge, Unauthorized, UriTooLong
 from shared.logs import request_id_var
 from shared.settings import DEFAULT_TENANT, ApiKey
 from web import metrics
@@ -67,6 +67,35 @@ class RequestContextMiddleware:
                 extra={"status": status, "duration_ms": round(elapsed * 1000, 1), "route": route},
             )
             request_id_var.reset(token)
+
+
+MAX_TARGET_BYTES = 8 * 1024  # path and query
+MAX_HEADER_BYTES = 32 * 1024  # all header names and values together
+
+
+class RequestLimitsMiddleware:
+    """Refuses, as JSON, a request target or headers larger than any client of this API
+    sends (414, 431). Larger ones still (beyond the HTTP parser's own limits) are cut by
+    uvicorn with a plain-text 400 before any app code runs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            error: ChatbotError | None = None
+            target = len(scope.get("raw_path") or scope["path"].encode()) + len(
+                scope.get("query_string", b"")
+            )
+            if target > MAX_TARGET_BYTES:
+                error = UriTooLong(f"the URL is longer than {MAX_TARGET_BYTES} bytes")
+            elif sum(len(k) + len(v) for k, v in scope["headers"]) > MAX_HEADER_BYTES:
+                error = HeadersTooLarge(f"the headers are larger than {MAX_HEADER_BYTES} bytes")
+            if error is not None:
+                response = JSONResponse(error.to_dict(), status_code=error.status_code)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _first_query_value(query: bytes, name: str) -> str:

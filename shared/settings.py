@@ -107,11 +107,11 @@ class Settings(BaseSettings):
         ),
     )
     generation_starts_per_minute: int = Field(
-        default=30,
+        default=60,
         ge=0,
         description=(
-            "Most stream requests that may start a generation, per tenant per minute "
-            "(0: no limit). Past it: 429 with Retry-After."
+            "Most stream requests that may start a generation, per API key per minute "
+            "(0: no limit; no limit without API_KEYS). Past it: 429 with Retry-After."
         ),
     )
     forwarded_allow_ips: str = Field(

@@ -114,14 +114,15 @@ async def parse_body(
         raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
     if not body.strip():
         raise BadRequest("request body is empty: send a JSON object")
+    too_deep = BadRequest(f"request body nests JSON deeper than {max_depth} levels")
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"request body is not valid JSON: {clip(str(exc))}") from None
-    except RecursionError:
-        data = None  # nested past the parser's own limit
-    if data is None or json_depth(data) > max_depth:
-        raise BadRequest(f"request body nests JSON deeper than {max_depth} levels")
+    except RecursionError:  # nested past the parser's own limit (about 1,000 levels)
+        raise too_deep from None
+    if json_depth(data) > max_depth:
+        raise too_deep
     if not isinstance(data, dict):
         raise ValidationFailed(
             "request body must be a JSON object",

@@ -18,6 +18,7 @@ from shared.errors import ChatbotError, HeadersTooLarge, Unauthorized, UriTooLon
 from shared.logs import request_id_var
 from shared.settings import DEFAULT_TENANT, ApiKey
 from web import metrics
+from web.http import clip
 
 log = logging.getLogger("web.access")
 
@@ -58,11 +59,10 @@ class RequestContextMiddleware:
             metrics.REQUESTS.labels(scope["method"], route, str(status)).inc()
             metrics.REQUEST_SECONDS.labels(route).observe(elapsed)
             # The path only (never the query, where ?api_key= may be), clipped.
-            path = scope["path"] if len(scope["path"]) <= 200 else scope["path"][:200] + "…"
             log.info(
                 "%s %s %s",
-                scope["method"][:20],
-                path,
+                clip(scope["method"], 20),
+                clip(scope["path"]),
                 status,
                 extra={"status": status, "duration_ms": round(elapsed * 1000, 1), "route": route},
             )

@@ -22,9 +22,10 @@ def _counter_key(tenant: str, window: int) -> str:
 async def check_start_rate(redis: Redis, tenant: str, settings: Settings) -> None:
     """Count one generation start for ``tenant``; raise 429 (with Retry-After) past
     ``GENERATION_STARTS_PER_MINUTE`` in the current minute. A fixed window in Redis,
-    so every web process shares the count."""
+    so every web process shares the count. Without API keys there is one tenant for
+    every user, so no per-key limit (``MAX_QUEUED`` still bounds the queue)."""
     limit = settings.generation_starts_per_minute
-    if limit <= 0:
+    if limit <= 0 or not settings.api_keys.strip():
         return
     now = time.time()
     window = int(now // WINDOW_S)

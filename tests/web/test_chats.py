@@ -143,6 +143,7 @@ async def test_update_validation(client: httpx.AsyncClient) -> None:
         (b"\xff\xfe", 400, "bad_request"),
         (b"[1, 2]", 422, "validation_error"),
         (b'"name"', 422, "validation_error"),
+        (b"null", 422, "validation_error"),
     ],
 )
 async def test_body_that_is_not_a_json_object(

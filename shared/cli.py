@@ -92,15 +92,50 @@ def stop_processes(processes: Sequence[subprocess.Popen[bytes]], timeout: float 
             process.wait()
 
 
-def web_command(*, host: str, port: int, log_level: str = "info") -> list[str]:
-    """The web server's command line (the Procfile's ``web`` line, as a list)."""
+def web_command(
+    *,
+    host: str,
+    port: int,
+    log_level: str = "info",
+    forwarded_allow_ips: str = "127.0.0.1",
+    limit_concurrency: int = 4096,
+) -> list[str]:
+    """The web server's command line (the Procfile's ``web`` line, as a list).
+
+    Forwarded headers are trusted only from ``forwarded_allow_ips`` (FORWARDED_ALLOW_IPS).
+    The limits: at most ``limit_concurrency`` connections (open streams count: beyond, a
+    503), idle keep-alive connections close after 5 s, and (with the h11 parser) a request
+    line and headers over 64 KiB are refused.
+    """
     return [
         *(sys.executable, "-m", "uvicorn", "--factory", "web.app:app_factory"),
         *("--host", host, "--port", str(port)),
-        *("--proxy-headers", "--forwarded-allow-ips", "*"),
+        *("--proxy-headers", "--forwarded-allow-ips", forwarded_allow_ips),
+        *("--limit-concurrency", str(limit_concurrency), "--timeout-keep-alive", "5"),
+        *("--h11-max-incomplete-event-size", str(64 * 1024)),
         *("--timeout-graceful-shutdown", "10", "--no-access-log"),
         *("--log-level", log_level.lower()),
     ]
+
+
+def web_command_for(settings: Settings, *, host: str, port: int) -> list[str]:
+    """``web_command`` with the settings' log level, trusted proxies and limits."""
+    return web_command(
+        host=host,
+        port=port,
+        log_level=settings.log_level,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        limit_concurrency=settings.web_limit_concurrency,
+    )
+
+
+def warn_if_open(settings: Settings, host: str) -> None:
+    """Say so when the API listens beyond this machine with no API keys."""
+    if host not in LOCAL_HOSTS and not settings.api_keys.strip():
+        say(
+            f"WARNING: listening on {host} with no API_KEYS: anyone who can reach this "
+            "address can read and write every chat. Set API_KEYS (see the README)."
+        )
 
 
 def worker_command(
@@ -121,7 +156,13 @@ def node_name(settings: Settings) -> str:
     return f"{settings.dyno or f'worker-{os.getpid()}'}@%h"
 
 
-def flower_command(settings: Settings, *, port: int) -> list[str]:
+def flower_command(settings: Settings, *, port: int, address: str = "0.0.0.0") -> list[str]:
+    """Flower's command line. Without FLOWER_BASIC_AUTH it only binds to 127.0.0.1."""
+    if not settings.flower_basic_auth and address != "127.0.0.1":
+        raise SystemExit(
+            f"chatbot: refusing to serve Flower on {address} without a login: set "
+            "FLOWER_BASIC_AUTH=user:password, or use --address 127.0.0.1"
+        )
     command = [
         sys.executable,
         "-m",
@@ -130,7 +171,7 @@ def flower_command(settings: Settings, *, port: int) -> list[str]:
         "worker.app",
         "flower",
         f"--port={port}",
-        "--address=0.0.0.0",
+        f"--address={address}",
     ]
     if settings.flower_basic_auth:
         command.append(f"--basic-auth={settings.flower_basic_auth}")
@@ -174,7 +215,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         for index in range(args.workers):
             command = worker_command(name=f"worker{index + 1}@%h", log_level=settings.log_level)
             processes.append(subprocess.Popen(command, cwd=ROOT))
-        web = web_command(host=host, port=port, log_level=settings.log_level)
+        web = web_command_for(settings, host=host, port=port)
+        warn_if_open(settings, host)
         processes.append(subprocess.Popen(web, cwd=ROOT))
         say(f"serving on http://{host}:{port} (API docs at /docs); Ctrl-C stops everything")
         return supervise(processes)
@@ -206,11 +248,9 @@ def supervise(processes: list[subprocess.Popen[bytes]]) -> int:
 
 def cmd_web(args: argparse.Namespace) -> int:
     settings = get_settings()
-    command = web_command(
-        host=args.host or settings.host,
-        port=args.port or settings.port,
-        log_level=settings.log_level,
-    )
+    host = args.host or settings.host
+    command = web_command_for(settings, host=host, port=args.port or settings.port)
+    warn_if_open(settings, host)
     os.execv(command[0], command)
 
 
@@ -228,7 +268,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_flower(args: argparse.Namespace) -> int:
     settings = get_settings()
-    command = flower_command(settings, port=args.port)
+    command = flower_command(settings, port=args.port, address=args.address)
     os.chdir(ROOT)
     os.execv(command[0], command)
 
@@ -307,6 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     flower = sub.add_parser("flower", help="run Celery Flower (basic auth: FLOWER_BASIC_AUTH)")
     flower.add_argument("--port", type=int, default=5555)
+    flower.add_argument(
+        "--address",
+        default="0.0.0.0",
+        help="address to bind (default 0.0.0.0; without FLOWER_BASIC_AUTH only 127.0.0.1)",
+    )
     flower.set_defaults(func=cmd_flower)
 
     migrate_parser = sub.add_parser("migrate", help="apply database migrations (alembic)")

@@ -11,10 +11,13 @@ class ChatbotError(Exception):
     status_code: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
 
-    def __init__(self, message: str, *, details: Any = None) -> None:
+    def __init__(
+        self, message: str, *, details: Any = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
+        self.headers = headers  # response headers, e.g. Retry-After
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON body for this error."""
@@ -44,6 +47,11 @@ class MethodNotAllowed(ChatbotError):
     code = "method_not_allowed"
 
 
+class RequestTimeout(ChatbotError):
+    status_code = 408
+    code = "request_timeout"
+
+
 class Conflict(ChatbotError):
     status_code = 409
     code = "conflict"
@@ -52,6 +60,16 @@ class Conflict(ChatbotError):
 class PayloadTooLarge(ChatbotError):
     status_code = 413
     code = "payload_too_large"
+
+
+class UriTooLong(ChatbotError):
+    status_code = 414
+    code = "uri_too_long"
+
+
+class UnsupportedMediaType(ChatbotError):
+    status_code = 415
+    code = "unsupported_media_type"
 
 
 class ValidationFailed(ChatbotError):
@@ -71,8 +89,13 @@ class QueueFull(ChatbotError):
     code = "queue_full"
 
     def __init__(self, message: str, *, retry_after_s: int) -> None:
-        super().__init__(message)
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
         self.retry_after_s = retry_after_s
+
+
+class HeadersTooLarge(ChatbotError):
+    status_code = 431
+    code = "headers_too_large"
 
 
 class ServiceUnavailable(ChatbotError):

@@ -5,6 +5,8 @@ Nothing else in the code base reads ``os.environ``: take a ``Settings`` and pass
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -22,6 +24,41 @@ def normalize_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+DEFAULT_TENANT = "default"
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One configured API key: the tenant ``name`` (stored as the chats' owner) and its
+    ``secret`` (compared in constant time, never stored or logged)."""
+
+    name: str
+    secret: str
+
+
+def parse_api_keys(value: str) -> tuple[ApiKey, ...]:
+    """``name:secret,secret2`` into keys; a bare secret is named by a short hash of it."""
+    keys: list[ApiKey] = []
+    for item in value.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, secret = item.partition(":")
+        if not sep:
+            name, secret = "key-" + hashlib.sha256(item.encode()).hexdigest()[:12], item
+        name, secret = name.strip(), secret.strip()
+        if not name or not secret or len(name) > 64:
+            # The message never quotes the value: it holds secrets.
+            raise ValueError(
+                "API_KEYS: each key is 'name:secret' (a name of 1-64 characters) or 'secret'"
+            )
+        keys.append(ApiKey(name=name, secret=secret))
+    names = [key.name for key in keys]
+    if len(set(names)) != len(names):
+        raise ValueError("API_KEYS: key names must be unique")
+    return tuple(keys)
 
 
 class Settings(BaseSettings):
@@ -60,10 +97,43 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535, description="Port the web server binds to.")
     api_keys: str = Field(
         default="",
+        repr=False,
         description=(
-            "Comma-separated API keys. When set, every route except /healthz, /readyz, "
-            "/metrics and the docs needs 'Authorization: Bearer <key>'."
+            "Comma-separated API keys, each 'name:secret' or a bare 'secret' (named "
+            "'key-' and a short hash of it). When set, every route except /healthz, /readyz, "
+            "/metrics and the docs needs 'Authorization: Bearer <secret>', and each key is a "
+            "tenant that sees only the chats it created. Chats created without keys belong "
+            "to the tenant 'default'."
         ),
+    )
+    generation_starts_per_minute: int = Field(
+        default=60,
+        ge=0,
+        description=(
+            "Most stream requests that may start a generation, per API key per minute "
+            "(0: no limit; no limit without API_KEYS). Past it: 429 with Retry-After."
+        ),
+    )
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description=(
+            "Proxies whose X-Forwarded-For/-Proto headers are trusted (comma-separated "
+            "addresses or networks; '*' trusts every client, only safe behind a router "
+            "that is the sole way in)."
+        ),
+    )
+    max_json_depth: int = Field(
+        default=32, ge=2, le=500, description="Deepest nesting accepted in a JSON body."
+    )
+    body_timeout_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="Longest wait for a request body to arrive in full (then 408).",
+    )
+    web_limit_concurrency: int = Field(
+        default=4096,
+        ge=16,
+        description="Most connections one web process holds (open streams included).",
     )
     max_message_bytes: int = Field(
         default=32 * 1024, ge=1, description="Largest accepted message text, in UTF-8 bytes."
@@ -207,9 +277,9 @@ class Settings(BaseSettings):
         return self.data_dir / "models"
 
     @property
-    def api_key_set(self) -> frozenset[str]:
-        """The configured API keys, without blanks."""
-        return frozenset(key.strip() for key in self.api_keys.split(",") if key.strip())
+    def api_key_list(self) -> tuple[ApiKey, ...]:
+        """The configured API keys with their tenant names."""
+        return parse_api_keys(self.api_keys)
 
 
 @lru_cache(maxsize=1)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli import flower_command, node_name, web_command, worker_command
+from shared.cli import flower_command, node_name, warn_if_open, web_command, worker_command
 from shared.settings import Settings
 from tests.conftest import ROOT
 
@@ -21,7 +21,14 @@ import json, sys
 print(json.dumps(sys.argv[1:]))
 """
 #: The environment the lines may use: the platform's PORT and documented settings.
-ALLOWED_VARIABLES = {"PORT", "FLOWER_BASIC_AUTH", "FLOWER_URL_PREFIX", "DYNO"}
+ALLOWED_VARIABLES = {
+    "PORT",
+    "FLOWER_BASIC_AUTH",
+    "FLOWER_URL_PREFIX",
+    "FORWARDED_ALLOW_IPS",
+    "WEB_LIMIT_CONCURRENCY",
+    "DYNO",
+}
 
 
 def procfile() -> dict[str, str]:
@@ -68,12 +75,21 @@ def test_web_serves_on_port_behind_a_proxy(tmp_path: Path) -> None:
     assert status == 0
     assert argv[argv.index("--port") + 1] == "5123"
     assert argv[argv.index("--host") + 1] == "0.0.0.0"
-    assert argv[argv.index("--forwarded-allow-ips") + 1] == "*"
+    # Forwarded headers are trusted from loopback only, unless FORWARDED_ALLOW_IPS says.
+    assert argv[argv.index("--forwarded-allow-ips") + 1] == "127.0.0.1"
     assert "--proxy-headers" in argv
     # The same server as `chatbot web`, apart from where it binds.
     local = web_command(host="0.0.0.0", port=5123)
     assert argv[:4] == local[1:5]
+    for option in (
+        "--limit-concurrency",
+        "--timeout-keep-alive",
+        "--h11-max-incomplete-event-size",
+    ):
+        assert argv[argv.index(option) + 1] == local[local.index(option) + 1], option
     assert expand("web", tmp_path)[1][argv.index("--port") + 1] == "8000"  # no PORT: 8000
+    _, argv, _ = expand("web", tmp_path, FORWARDED_ALLOW_IPS="10.0.0.0/8")
+    assert argv[argv.index("--forwarded-allow-ips") + 1] == "10.0.0.0/8"
 
 
 def test_worker_takes_one_generation_at_a_time_with_events(tmp_path: Path) -> None:
@@ -126,3 +142,23 @@ def test_flower_with_auth_and_prefix(tmp_path: Path, prefix: str) -> None:
     )
     local = flower_command(settings, port=5600)
     assert set(local[1:]) - {"--url-prefix="} <= set(argv)
+
+
+def test_flower_without_auth_binds_only_to_loopback() -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(SystemExit, match="FLOWER_BASIC_AUTH"):
+        flower_command(settings, port=5555)
+    with pytest.raises(SystemExit, match="FLOWER_BASIC_AUTH"):
+        flower_command(settings, port=5555, address="0.0.0.0")
+    assert "--address=127.0.0.1" in flower_command(settings, port=5555, address="127.0.0.1")
+
+
+def test_web_warns_when_open_without_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    open_settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    warn_if_open(open_settings, "127.0.0.1")
+    assert capsys.readouterr().err == ""
+    warn_if_open(open_settings, "0.0.0.0")
+    assert "WARNING" in capsys.readouterr().err
+    keyed = Settings(api_keys="a:b", _env_file=None)  # type: ignore[call-arg]
+    warn_if_open(keyed, "0.0.0.0")
+    assert capsys.readouterr().err == ""

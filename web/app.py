@@ -24,14 +24,15 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from shared.db import make_engine, make_sessionmaker
-from shared.errors import ChatbotError, QueueFull, ServiceUnavailable
+from shared.errors import ChatbotError, ServiceUnavailable
 from shared.generations.lifecycle import Lifecycle
 from shared.generations.sweep import SWEEP_INTERVAL_S, Sweeper
 from shared.logs import configure_logging
 from shared.queue import enqueue_generation, make_celery
 from shared.redisconn import async_client, sync_client, web_pool_sizes
 from shared.settings import Settings, get_settings
-from web.middleware import ApiKeyMiddleware, RequestContextMiddleware
+from web.http import clip
+from web.middleware import ApiKeyMiddleware, RequestContextMiddleware, RequestLimitsMiddleware
 from web.openapi import build_openapi, render_docs
 from web.routes import chats, conversations, health, inference
 from web.state import AppState
@@ -45,18 +46,19 @@ HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
 
 async def chatbot_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ChatbotError)
-    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, QueueFull) else None
-    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail
+    # The path is the client's input: echo a bounded piece of it.
+    method, path = clip(request.method, 20), clip(request.url.path)
     if exc.status_code == 404:
-        message = f"no route matches {request.method} {request.url.path}"
+        message = f"no route matches {method} {path}"
     elif exc.status_code == 405:
-        message = f"{request.method} is not allowed on {request.url.path}"
+        message = f"{method} is not allowed on {path}"
     return JSONResponse(
         {"error": {"code": code, "message": message}},
         status_code=exc.status_code,
@@ -126,6 +128,7 @@ async def _sweep_forever(sweeper: Sweeper) -> None:
 def create_app(settings: Settings | None = None) -> Starlette:
     """The ASGI app. ``settings`` defaults to the environment's."""
     settings = settings or get_settings()
+    api_keys = settings.api_key_list  # a malformed API_KEYS fails here, before serving
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -182,7 +185,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *inference.routes,
         *health.routes,
     ]
-    document = build_openapi(routes, title="chatbot", version=VERSION)
+    document = build_openapi(routes, title="chatbot", version=VERSION, secured=bool(api_keys))
 
     async def openapi(request: Request) -> JSONResponse:
         return JSONResponse(document)
@@ -199,7 +202,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     }
     middleware = [
         Middleware(RequestContextMiddleware, route_paths=route_paths),
-        Middleware(ApiKeyMiddleware, keys=settings.api_key_set),
+        Middleware(RequestLimitsMiddleware),
+        Middleware(ApiKeyMiddleware, keys=api_keys),
     ]
     return Starlette(
         routes=routes,
@@ -222,7 +226,13 @@ def app_factory() -> Starlette:
     configure_logging(settings.log_level, json_lines=settings.log_json)
     # uvicorn gave its loggers their own plain-text handlers before loading the app:
     # send their records through ours, so every line of the web log has one format.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    # uvicorn's access log writes the raw query (where ?api_key= may be): it stays off;
+    # web.access writes one line per request with the path only.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
+    access.disabled = True
     return create_app(settings)

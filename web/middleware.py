@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import re
-import secrets
 import time
 import uuid
 from urllib.parse import parse_qsl
@@ -13,9 +14,11 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.errors import Unauthorized
+from shared.errors import ChatbotError, HeadersTooLarge, Unauthorized, UriTooLong
 from shared.logs import request_id_var
+from shared.settings import DEFAULT_TENANT, ApiKey
 from web import metrics
+from web.http import clip
 
 log = logging.getLogger("web.access")
 
@@ -55,14 +58,44 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             metrics.REQUESTS.labels(scope["method"], route, str(status)).inc()
             metrics.REQUEST_SECONDS.labels(route).observe(elapsed)
+            # The path only (never the query, where ?api_key= may be), clipped.
             log.info(
                 "%s %s %s",
-                scope["method"],
-                scope["path"],
+                clip(scope["method"], 20),
+                clip(scope["path"]),
                 status,
                 extra={"status": status, "duration_ms": round(elapsed * 1000, 1), "route": route},
             )
             request_id_var.reset(token)
+
+
+MAX_TARGET_BYTES = 8 * 1024  # path and query
+MAX_HEADER_BYTES = 32 * 1024  # all header names and values together
+
+
+class RequestLimitsMiddleware:
+    """Refuses, as JSON, a request target or headers larger than any client of this API
+    sends (414, 431). Larger ones still (beyond the HTTP parser's own limits) are cut by
+    uvicorn with a plain-text 400 before any app code runs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            error: ChatbotError | None = None
+            target = len(scope.get("raw_path") or scope["path"].encode()) + len(
+                scope.get("query_string", b"")
+            )
+            if target > MAX_TARGET_BYTES:
+                error = UriTooLong(f"the URL is longer than {MAX_TARGET_BYTES} bytes")
+            elif sum(len(k) + len(v) for k, v in scope["headers"]) > MAX_HEADER_BYTES:
+                error = HeadersTooLarge(f"the headers are larger than {MAX_HEADER_BYTES} bytes")
+            if error is not None:
+                response = JSONResponse(error.to_dict(), status_code=error.status_code)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _first_query_value(query: bytes, name: str) -> str:
@@ -73,14 +106,27 @@ def _first_query_value(query: bytes, name: str) -> str:
 
 
 class ApiKeyMiddleware:
-    """When API keys are configured, every route but health, metrics and docs needs one."""
+    """Finds the request's tenant and puts it on ``scope["state"]["tenant"]``.
 
-    def __init__(self, app: ASGIApp, *, keys: frozenset[str]) -> None:
+    When API keys are configured, every route but health, metrics and docs needs one, and
+    the tenant is the key's name. Without keys every request is ``DEFAULT_TENANT``.
+    """
+
+    def __init__(self, app: ASGIApp, *, keys: tuple[ApiKey, ...]) -> None:
         self.app = app
-        self.keys = keys
+        # Compare digests: equal lengths, so the comparison time says nothing about a key.
+        self.keys = [(key.name, _digest(key.secret)) for key in keys]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        if not self.keys:
+            state["tenant"] = DEFAULT_TENANT
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
         header = Headers(scope=scope).get("authorization", "")
@@ -88,7 +134,9 @@ class ApiKeyMiddleware:
         if scheme.lower() != "bearer":
             # Browsers' EventSource cannot send headers: streams may carry ?api_key=.
             key = self._query_key(scope) if scope["method"] == "GET" else ""
-        if key and any(secrets.compare_digest(key.strip(), known) for known in self.keys):
+        tenant = self._tenant(key.strip()) if key.strip() else None
+        if tenant is not None:
+            state["tenant"] = tenant
             await self.app(scope, receive, send)
             return
         error = Unauthorized(
@@ -100,6 +148,19 @@ class ApiKeyMiddleware:
         )
         await response(scope, receive, send)
 
+    def _tenant(self, key: str) -> str | None:
+        """The name of the key, checking every key so the time taken names none."""
+        digest = _digest(key)
+        found = None
+        for name, known in self.keys:
+            if hmac.compare_digest(digest, known):
+                found = name
+        return found
+
     @staticmethod
     def _query_key(scope: Scope) -> str:
         return _first_query_value(scope.get("query_string", b""), "api_key")
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8", "surrogateescape")).digest()

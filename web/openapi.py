@@ -10,15 +10,23 @@ from typing import Any
 from pydantic import BaseModel
 from starlette.routing import BaseRoute, Route
 
+from web.middleware import PUBLIC_PATHS
+
 ERROR_TEXT = {
-    400: "Body is empty or not JSON",
+    400: "Body is empty, not JSON, or nested too deeply",
     401: "Missing or wrong API key",
-    404: "Not found (also for a malformed id in the path)",
+    404: "Not found (also another tenant's chat, or a malformed id in the path)",
+    408: "The body did not arrive in time (or was shorter than its Content-Length)",
     409: "Nothing to answer, or nothing running",
     413: "Body or message too large",
+    415: "The body is not application/json",
     422: "A field is missing, has the wrong type or is out of range",
+    429: "Too many generation starts for this API key; see Retry-After",
     503: "A dependency (worker, model, search) is unavailable",
 }
+# Every operation with a JSON body can answer these, whatever the route lists.
+BODY_ERRORS = (400, 408, 413, 415, 422)
+RETRY_AFTER = {"Retry-After": {"schema": {"type": "string"}, "description": "Seconds to wait."}}
 
 PAGINATION = [
     {
@@ -26,7 +34,11 @@ PAGINATION = [
         "in": "query",
         "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
     },
-    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
+    {
+        "name": "offset",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1, "default": 0},
+    },
 ]
 
 ERROR_SCHEMA = {
@@ -54,8 +66,35 @@ def _schema_ref(model: type[BaseModel], components: dict[str, Any]) -> dict[str,
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def build_openapi(routes: list[BaseRoute], *, title: str, version: str) -> dict[str, Any]:
-    """An OpenAPI document describing every route with ``@api`` metadata."""
+def _query_parameter(name: str, spec: str | dict[str, Any]) -> dict[str, Any]:
+    # A query entry is a description, or {"description", "schema"}.
+    if isinstance(spec, str):
+        spec = {"description": spec}
+    return {
+        "name": name,
+        "in": "query",
+        "description": spec.get("description", ""),
+        "schema": spec.get("schema", {"type": "string"}),
+    }
+
+
+def _error_response(error: int) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": ERROR_TEXT.get(error, "Error"),
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    if error in (429, 503):
+        response["headers"] = RETRY_AFTER
+    return response
+
+
+def build_openapi(
+    routes: list[BaseRoute], *, title: str, version: str, secured: bool = False
+) -> dict[str, Any]:
+    """An OpenAPI document describing every route with ``@api`` metadata.
+
+    ``secured``: API keys are configured, so every route but the public ones may answer 401.
+    """
     components: dict[str, Any] = {"Error": ERROR_SCHEMA}
     paths: dict[str, Any] = {}
     for route in routes:
@@ -79,14 +118,12 @@ def build_openapi(routes: list[BaseRoute], *, title: str, version: str) -> dict[
                     "required": True,
                     "schema": {"type": "string", "format": "uuid"},
                 }
-                for name in re.findall(r"{(\w+)}", route.path)
+                for name in re.findall(r"{(\w+)(?::\w+)?}", route.path)
             ]
             if spec.get("paginated"):
                 parameters += PAGINATION
-            for name, text in spec.get("query", {}).items():
-                parameters.append(
-                    {"name": name, "in": "query", "description": text, "schema": {"type": "string"}}
-                )
+            for name, query in spec.get("query", {}).items():
+                parameters.append(_query_parameter(name, query))
             for name, text in spec.get("headers", {}).items():
                 parameters.append(
                     {
@@ -113,7 +150,11 @@ def build_openapi(routes: list[BaseRoute], *, title: str, version: str) -> dict[
             elif example := spec.get("response_example"):
                 ok["content"] = {"application/json": {"example": example}}
             elif content_type := spec.get("content_type"):
-                ok["content"] = {content_type: {"schema": {"type": "string"}}}
+                ok["content"] = {
+                    content_type: {
+                        "schema": {"type": "string", "description": spec.get("description", "")}
+                    }
+                }
             if spec.get("paginated"):
                 ok["headers"] = {
                     "X-Total-Count": {
@@ -122,16 +163,20 @@ def build_openapi(routes: list[BaseRoute], *, title: str, version: str) -> dict[
                     }
                 }
             operation["responses"][status] = ok
-            for extra_status, text in spec.get("extra_responses", {}).items():
-                operation["responses"][str(extra_status)] = {"description": text}
-            for error in spec.get("errors", []):
-                operation["responses"][str(error)] = {
-                    "description": ERROR_TEXT.get(error, "Error"),
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-                    },
-                }
-            paths.setdefault(route.path, {})[method.lower()] = operation
+            for extra_status, extra in spec.get("extra_responses", {}).items():
+                if isinstance(extra, str):
+                    extra = {"description": extra}
+                operation["responses"][str(extra_status)] = extra
+            errors = set(spec.get("errors", []))
+            if body:
+                errors |= set(BODY_ERRORS)
+            if secured and route.path not in PUBLIC_PATHS:
+                errors.add(401)
+                operation["security"] = [{"bearer": []}]
+            for error in sorted(errors):
+                operation["responses"][str(error)] = _error_response(error)
+            path = re.sub(r"{(\w+):\w+}", r"{\1}", route.path)
+            paths.setdefault(path, {})[method.lower()] = operation
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator
 
@@ -43,16 +44,22 @@ def frame(data: str, *, event: str | None = None, event_id: str | None = None) -
     return ("\n".join(lines) + "\n\n").encode("utf-8")
 
 
+_ENTRY_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")
+
+
 def parse_last_event_id(value: str | None) -> tuple[uuid.UUID, str] | None:
     """``<generation id>:<stream entry id>`` or None when absent or not ours."""
     if not value:
         return None
     generation, _, entry = value.strip().partition(":")
+    if not _ENTRY_ID.fullmatch(entry):
+        return None
     try:
         generation_id = uuid.UUID(generation)
-        entry_key(entry)
     except ValueError:
         return None
+    if max(entry_key(entry)) >= 2**64:
+        return None  # not a Redis stream id: Redis would refuse it
     return generation_id, entry
 
 

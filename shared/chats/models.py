@@ -10,16 +10,23 @@ from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, U
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shared.db import Base, UTCDateTime, new_id, utcnow
+from shared.settings import DEFAULT_TENANT
 
 ROLES = ("Human", "Assistant")
 
 
 class Chat(Base):
-    """A named thread of messages."""
+    """A named thread of messages, owned by one tenant (an API key's name)."""
 
     __tablename__ = "chats"
+    __table_args__ = (Index("ix_chats_owner_created_at", "owner", "created_at"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    # The tenant: the name of the API key that created the chat, never the key itself.
+    # Chats created while no keys were configured belong to DEFAULT_TENANT.
+    owner: Mapped[str] = mapped_column(
+        String(64), default=DEFAULT_TENANT, server_default=DEFAULT_TENANT
+    )
     name: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

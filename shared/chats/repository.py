@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import TypeVar
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.orm import Session
 
 from shared.chats.models import Chat, Conversation
+
+T = TypeVar("T")
 
 
 class ChatRepository:
@@ -17,20 +20,26 @@ class ChatRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def get(self, chat_id: uuid.UUID) -> Chat | None:
-        return self.session.get(Chat, chat_id)
+    def get(self, chat_id: uuid.UUID, *, owner: str | None) -> Chat | None:
+        """The chat, if it exists and (``owner`` given) belongs to that tenant."""
+        chat = self.session.get(Chat, chat_id)
+        if chat is None or (owner is not None and chat.owner != owner):
+            return None
+        return chat
 
-    def page(self, *, limit: int, offset: int) -> Sequence[Chat]:
+    def page(self, *, owner: str, limit: int, offset: int) -> Sequence[Chat]:
         query = (
             select(Chat)
+            .where(Chat.owner == owner)
             .order_by(Chat.created_at.desc(), Chat.id.desc())
             .limit(limit)
             .offset(offset)
         )
         return self.session.scalars(query).all()
 
-    def count(self) -> int:
-        return self.session.scalar(select(func.count()).select_from(Chat)) or 0
+    def count(self, *, owner: str) -> int:
+        query = select(func.count()).select_from(Chat).where(Chat.owner == owner)
+        return self.session.scalar(query) or 0
 
     def add(self, chat: Chat) -> Chat:
         self.session.add(chat)
@@ -42,6 +51,14 @@ class ChatRepository:
         self.session.execute(delete(Chat).where(Chat.id == chat.id))
 
 
+def _owned(query: Select[T], *, owner: str, chat_id: uuid.UUID | None) -> Select[T]:
+    """Only the messages of ``owner``'s chats (of one chat, when ``chat_id`` is given)."""
+    query = query.join(Chat, Chat.id == Conversation.chat_id).where(Chat.owner == owner)
+    if chat_id is not None:
+        query = query.where(Conversation.chat_id == chat_id)
+    return query
+
+
 class ConversationRepository:
     """Reads and writes ``conversations`` (messages)."""
 
@@ -51,17 +68,15 @@ class ConversationRepository:
     def get(self, message_id: uuid.UUID) -> Conversation | None:
         return self.session.get(Conversation, message_id)
 
-    def page(self, *, chat_id: uuid.UUID | None, limit: int, offset: int) -> Sequence[Conversation]:
-        query = select(Conversation)
-        if chat_id is not None:
-            query = query.where(Conversation.chat_id == chat_id)
+    def page(
+        self, *, owner: str, chat_id: uuid.UUID | None, limit: int, offset: int
+    ) -> Sequence[Conversation]:
+        query = _owned(select(Conversation), owner=owner, chat_id=chat_id)
         query = query.order_by(Conversation.created_at, Conversation.id).limit(limit).offset(offset)
         return self.session.scalars(query).all()
 
-    def count(self, *, chat_id: uuid.UUID | None) -> int:
-        query = select(func.count()).select_from(Conversation)
-        if chat_id is not None:
-            query = query.where(Conversation.chat_id == chat_id)
+    def count(self, *, owner: str, chat_id: uuid.UUID | None) -> int:
+        query = _owned(select(func.count()).select_from(Conversation), owner=owner, chat_id=chat_id)
         return self.session.scalar(query) or 0
 
     def latest(self, chat_id: uuid.UUID) -> Conversation | None:

@@ -5,9 +5,16 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 
-from shared.schemas import Timestamp
+from shared.schemas import Timestamp, TimestampIn
 
 
 def _storable_text(value: str) -> str:
@@ -22,8 +29,14 @@ def _storable_text(value: str) -> str:
 
 
 Text = AfterValidator(_storable_text)
+# The patterns tell API clients (and schemathesis) what the validators enforce.
+NAME_PATTERN = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"  # no NUL, not only blanks
+TEXT_PATTERN = r"^[^\u0000]+$"  # no NUL
 ChatName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255), Text
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=255),
+    Text,
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 255, "pattern": NAME_PATTERN}),
 ]
 
 
@@ -41,7 +54,7 @@ class ChatUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: ChatName = Field(description="New name of the chat, 1 to 255 characters.")
-    updated_at: Timestamp | None = Field(
+    updated_at: TimestampIn | None = Field(
         default=None, description="Time of the change (defaults to now; no offset means UTC)."
     )
 
@@ -64,9 +77,12 @@ class ConversationCreate(BaseModel):
 
     chat_id: uuid.UUID = Field(description="The chat the message belongs to.")
     role: Literal["Human", "Assistant"] = Field(description="Who wrote it.")
-    message: Annotated[str, StringConstraints(min_length=1), Text] = Field(
-        description="The message text (at most MAX_MESSAGE_BYTES bytes of UTF-8)."
-    )
+    message: Annotated[
+        str,
+        StringConstraints(min_length=1),
+        Text,
+        WithJsonSchema({"type": "string", "minLength": 1, "pattern": TEXT_PATTERN}),
+    ] = Field(description="The message text (at most MAX_MESSAGE_BYTES bytes of UTF-8).")
 
 
 class SourceOut(BaseModel):

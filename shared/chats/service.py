@@ -30,39 +30,52 @@ def chat_not_found(chat_id: uuid.UUID | str) -> NotFound:
     return NotFound(f"chat {chat_id} does not exist")
 
 
-def get_chat(session: Session, *, chat_id: uuid.UUID) -> Chat:
-    chat = ChatRepository(session).get(chat_id)
+def get_chat(session: Session, *, chat_id: uuid.UUID, owner: str | None) -> Chat:
+    """The chat, or ``NotFound`` when it does not exist or belongs to another tenant.
+
+    ``owner`` is the requesting tenant; every request path passes it. ``None`` (no tenant
+    check) is only for work that already holds a checked id, e.g. a worker's job.
+    """
+    chat = ChatRepository(session).get(chat_id, owner=owner)
     if chat is None:
         raise chat_not_found(chat_id)
     return chat
 
 
-def list_chats(session: Session, *, limit: int, offset: int) -> Page[Chat]:
+def check_owner(session: Session, *, chat_id: uuid.UUID, owner: str) -> None:
+    """``NotFound`` unless the chat exists and belongs to ``owner``."""
+    get_chat(session, chat_id=chat_id, owner=owner)
+
+
+def list_chats(session: Session, *, owner: str, limit: int, offset: int) -> Page[Chat]:
     repo = ChatRepository(session)
-    return Page(items=repo.page(limit=limit, offset=offset), total=repo.count())
+    return Page(
+        items=repo.page(owner=owner, limit=limit, offset=offset), total=repo.count(owner=owner)
+    )
 
 
-def create_chat(session: Session, *, data: ChatCreate) -> Chat:
+def create_chat(session: Session, *, owner: str, data: ChatCreate) -> Chat:
     now = utcnow()
-    return ChatRepository(session).add(Chat(name=data.name, created_at=now, updated_at=now))
+    chat = Chat(owner=owner, name=data.name, created_at=now, updated_at=now)
+    return ChatRepository(session).add(chat)
 
 
-def update_chat(session: Session, *, chat_id: uuid.UUID, data: ChatUpdate) -> Chat:
-    chat = get_chat(session, chat_id=chat_id)
+def update_chat(session: Session, *, chat_id: uuid.UUID, owner: str, data: ChatUpdate) -> Chat:
+    chat = get_chat(session, chat_id=chat_id, owner=owner)
     chat.name = data.name
     chat.updated_at = data.updated_at or utcnow()
     session.flush()
     return chat
 
 
-def delete_chat(session: Session, *, chat_id: uuid.UUID) -> Chat:
-    chat = get_chat(session, chat_id=chat_id)
+def delete_chat(session: Session, *, chat_id: uuid.UUID, owner: str) -> Chat:
+    chat = get_chat(session, chat_id=chat_id, owner=owner)
     ChatRepository(session).delete(chat)
     return chat
 
 
 def create_message(
-    session: Session, *, data: ConversationCreate, max_message_bytes: int
+    session: Session, *, owner: str, data: ConversationCreate, max_message_bytes: int
 ) -> Conversation:
     size = len(data.message.encode("utf-8"))
     if size > max_message_bytes:
@@ -70,7 +83,7 @@ def create_message(
             f"message is {size} bytes; the limit is {max_message_bytes} bytes",
             details=[{"field": "message", "max_bytes": max_message_bytes}],
         )
-    get_chat(session, chat_id=data.chat_id)
+    get_chat(session, chat_id=data.chat_id, owner=owner)
     now = utcnow()
     message = Conversation(
         chat_id=data.chat_id,
@@ -83,12 +96,13 @@ def create_message(
 
 
 def list_messages(
-    session: Session, *, chat_id: uuid.UUID | None, limit: int, offset: int
+    session: Session, *, owner: str, chat_id: uuid.UUID | None, limit: int, offset: int
 ) -> Page[Conversation]:
+    """``owner``'s messages (of one of its chats, when ``chat_id`` is given)."""
     if chat_id is not None:
-        get_chat(session, chat_id=chat_id)
+        get_chat(session, chat_id=chat_id, owner=owner)
     repo = ConversationRepository(session)
     return Page(
-        items=repo.page(chat_id=chat_id, limit=limit, offset=offset),
-        total=repo.count(chat_id=chat_id),
+        items=repo.page(owner=owner, chat_id=chat_id, limit=limit, offset=offset),
+        total=repo.count(owner=owner, chat_id=chat_id),
     )

@@ -110,17 +110,19 @@ class Lifecycle:
     def start(
         self,
         *,
+        owner: str | None,
         chat_id: uuid.UUID,
         kind: str,
         regenerate: bool,
         request_id: str | None,
     ) -> Started:
         """Attach to the chat's queued or running generation, or queue a new one for its
-        last Human message. Raises ``NotFound``, ``Conflict`` (nothing to answer) or
-        ``NoWorker`` (nothing can answer a new one)."""
+        last Human message. Raises ``NotFound`` (also for another tenant's chat; ``owner``
+        None: the caller checked), ``Conflict`` (nothing to answer), ``NoWorker`` (nothing
+        can answer a new one) or ``QueueFull``."""
         alive = workers.live_count(self.redis) > 0
         with transaction(self.sessions) as session:
-            get_chat(session, chat_id=chat_id)
+            get_chat(session, chat_id=chat_id, owner=owner)
             generations = GenerationRepository(session)
             if (active := generations.active_for_chat(chat_id)) is not None:
                 return Started(active.id, created=False)
@@ -184,18 +186,22 @@ class Lifecycle:
         self.redis.sadd(JOBS_KEY, str(generation_id))
         self._enqueue(str(generation_id), request_id)
 
-    def find(self, *, chat_id: uuid.UUID, generation_id: uuid.UUID) -> Generation | None:
-        """The generation a ``Last-Event-ID`` names, if it belongs to this chat."""
+    def find(
+        self, *, owner: str | None, chat_id: uuid.UUID, generation_id: uuid.UUID
+    ) -> Generation | None:
+        """The generation a ``Last-Event-ID`` names, if it belongs to this chat (``NotFound``
+        for another tenant's chat)."""
         with transaction(self.sessions) as session:
+            get_chat(session, chat_id=chat_id, owner=owner)
             generation = GenerationRepository(session).get(generation_id)
         if generation is None or generation.chat_id != chat_id:
             return None
         return generation
 
-    def stop(self, *, chat_id: uuid.UUID) -> Stopped:
+    def stop(self, *, owner: str | None, chat_id: uuid.UUID) -> Stopped:
         """Stop the chat's answer; the partial answer is kept. ``Conflict`` if none runs."""
         with transaction(self.sessions) as session:
-            get_chat(session, chat_id=chat_id)
+            get_chat(session, chat_id=chat_id, owner=owner)
             active = GenerationRepository(session).active_for_chat(chat_id)
         if active is None:
             raise Conflict(f"chat {chat_id} has no answer in progress")

@@ -88,8 +88,12 @@ def harness(settings: Settings) -> Iterator[Harness]:
 def test_start_queues_once_and_attaches_after(harness: Harness) -> None:
     harness.beat()
     chat_id = harness.chat("Human")
-    first = harness.lifecycle.start(chat_id=chat_id, kind="chat", regenerate=False, request_id="r")
-    again = harness.lifecycle.start(chat_id=chat_id, kind="chat", regenerate=False, request_id="r")
+    first = harness.lifecycle.start(
+        owner=None, chat_id=chat_id, kind="chat", regenerate=False, request_id="r"
+    )
+    again = harness.lifecycle.start(
+        owner=None, chat_id=chat_id, kind="chat", regenerate=False, request_id="r"
+    )
     assert first.created and not again.created
     assert again.generation_id == first.generation_id
     assert harness.jobs == [str(first.generation_id)]  # one job, after the commit
@@ -108,7 +112,7 @@ def test_concurrent_starts_make_one_generation(harness: Harness) -> None:
     def ask() -> None:
         try:
             started = harness.lifecycle.start(
-                chat_id=chat_id, kind="chat", regenerate=False, request_id=None
+                owner=None, chat_id=chat_id, kind="chat", regenerate=False, request_id=None
             )
             results.append(started.generation_id)
         except BaseException as exc:
@@ -126,14 +130,18 @@ def test_concurrent_starts_make_one_generation(harness: Harness) -> None:
 def test_start_refuses_what_cannot_be_answered(harness: Harness) -> None:
     chat_id = harness.chat("Human")
     with pytest.raises(NoWorker):
-        harness.lifecycle.start(chat_id=chat_id, kind="chat", regenerate=False, request_id=None)
+        harness.lifecycle.start(
+            owner=None, chat_id=chat_id, kind="chat", regenerate=False, request_id=None
+        )
     harness.beat()
     answered = harness.chat("Human", "Assistant")
     with pytest.raises(Conflict):
-        harness.lifecycle.start(chat_id=answered, kind="chat", regenerate=False, request_id=None)
+        harness.lifecycle.start(
+            owner=None, chat_id=answered, kind="chat", regenerate=False, request_id=None
+        )
     with pytest.raises(Conflict):
         harness.lifecycle.start(
-            chat_id=harness.chat(), kind="chat", regenerate=False, request_id=None
+            owner=None, chat_id=harness.chat(), kind="chat", regenerate=False, request_id=None
         )
 
 
@@ -141,7 +149,7 @@ def _start(harness: Harness) -> tuple[uuid.UUID, uuid.UUID]:
     harness.beat()
     chat_id = harness.chat("Human")
     started = harness.lifecycle.start(
-        chat_id=chat_id, kind="chat", regenerate=False, request_id=None
+        owner=None, chat_id=chat_id, kind="chat", regenerate=False, request_id=None
     )
     return chat_id, started.generation_id
 
@@ -163,19 +171,19 @@ def test_claim_finish_saves_one_answer_and_ends_the_stream(harness: Harness) -> 
 
 def test_stop_while_queued_ends_at_once(harness: Harness) -> None:
     chat_id, gid = _start(harness)
-    stopped = harness.lifecycle.stop(chat_id=chat_id)
+    stopped = harness.lifecycle.stop(owner=None, chat_id=chat_id)
     assert stopped.status == "cancelled"
     assert harness.row(gid).status == Status.CANCELLED
     assert harness.events(gid)[-1] == "done"
     assert harness.lifecycle.claim(gid, worker_id="host-x:1", model="m") is None
     with pytest.raises(Conflict):
-        harness.lifecycle.stop(chat_id=chat_id)
+        harness.lifecycle.stop(owner=None, chat_id=chat_id)
 
 
 def test_stop_on_a_live_worker_raises_the_flag(harness: Harness) -> None:
     chat_id, gid = _start(harness)
     harness.lifecycle.claim(gid, worker_id="host-x:1", model="m")
-    assert harness.lifecycle.stop(chat_id=chat_id).status == "cancelling"
+    assert harness.lifecycle.stop(owner=None, chat_id=chat_id).status == "cancelling"
     assert harness.redis.exists(tokenbus.cancel_key(str(gid)))
     assert harness.row(gid).status == Status.RUNNING
 
@@ -186,7 +194,7 @@ def test_stop_on_a_dead_worker_ends_it_keeping_the_partial_answer(harness: Harne
     harness.token(gid, "Half an ")
     harness.token(gid, "answer")
     harness.beat(at=time.time() - 60)  # its worker stopped beating a minute ago
-    assert harness.lifecycle.stop(chat_id=chat_id).status == "cancelled"
+    assert harness.lifecycle.stop(owner=None, chat_id=chat_id).status == "cancelled"
     assert harness.row(gid).status == Status.CANCELLED
     assert [a.message for a in harness.answers(chat_id)] == ["Half an answer"]
     assert harness.events(gid)[-1] == "done"

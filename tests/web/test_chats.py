@@ -143,6 +143,7 @@ async def test_update_validation(client: httpx.AsyncClient) -> None:
         (b"\xff\xfe", 400, "bad_request"),
         (b"[1, 2]", 422, "validation_error"),
         (b'"name"', 422, "validation_error"),
+        (b"null", 422, "validation_error"),
     ],
 )
 async def test_body_that_is_not_a_json_object(
@@ -156,7 +157,11 @@ async def test_body_that_is_not_a_json_object(
 
 
 async def test_oversized_body_is_413(client: httpx.AsyncClient) -> None:
-    response = await client.post("/chats/create", content=b'{"name": "' + b"x" * 300_000 + b'"}')
+    response = await client.post(
+        "/chats/create",
+        content=b'{"name": "' + b"x" * 300_000 + b'"}',
+        headers={"content-type": "application/json"},
+    )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
 

@@ -88,7 +88,7 @@ def _ask(runtime: Runtime) -> tuple[uuid.UUID, uuid.UUID]:
         )
         chat_id = chat.id
     started = runtime.lifecycle.start(
-        chat_id=chat_id, kind="chat", regenerate=False, request_id=None
+        owner=None, chat_id=chat_id, kind="chat", regenerate=False, request_id=None
     )
     return chat_id, started.generation_id
 

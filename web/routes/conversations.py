@@ -9,7 +9,7 @@ from starlette.routing import Route
 
 from shared.chats import service
 from shared.chats.schemas import ConversationCreate, ConversationOut, dump
-from web.http import api, json_response, page_headers, pagination, parse_body, query_uuid
+from web.http import api, json_response, page_headers, pagination, parse_json, query_uuid, tenant_of
 from web.state import app_state, run_db
 
 
@@ -22,11 +22,12 @@ from web.state import app_state, run_db
 )
 async def create_message(request: Request) -> JSONResponse:
     settings = app_state(request).settings
-    body = await parse_body(request, ConversationCreate, max_bytes=settings.max_body_bytes)
+    owner = tenant_of(request)
+    body = await parse_json(request, ConversationCreate)
 
     def work(session: Session) -> dict[str, object]:
         message = service.create_message(
-            session, data=body, max_message_bytes=settings.max_message_bytes
+            session, owner=owner, data=body, max_message_bytes=settings.max_message_bytes
         )
         return dump(ConversationOut.model_validate(message))
 
@@ -38,15 +39,23 @@ async def create_message(request: Request) -> JSONResponse:
     response=ConversationOut,
     many=True,
     paginated=True,
-    query={"chat_id": "Only this chat's messages (UUID)."},
+    query={
+        "chat_id": {
+            "description": "Only this chat's messages.",
+            "schema": {"type": "string", "format": "uuid"},
+        }
+    },
     errors=[404, 422],
 )
 async def list_messages(request: Request) -> JSONResponse:
     chat_id = query_uuid(request, "chat_id")
     limit, offset = pagination(request, page_max=app_state(request).settings.page_max)
+    owner = tenant_of(request)
 
     def work(session: Session) -> tuple[list[dict[str, object]], int]:
-        page = service.list_messages(session, chat_id=chat_id, limit=limit, offset=offset)
+        page = service.list_messages(
+            session, owner=owner, chat_id=chat_id, limit=limit, offset=offset
+        )
         return [dump(ConversationOut.model_validate(m)) for m in page.items], page.total
 
     items, total = await run_db(request, work)

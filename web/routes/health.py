@@ -46,7 +46,12 @@ def ping_workers(celery: Celery, *, timeout: float = PING_TIMEOUT_S) -> int:
 
 @api(
     summary="Readiness: database, Redis and at least one worker with a model",
-    errors=[503],
+    extra_responses={
+        503: {
+            "description": "Not ready: the checks say which dependency is missing and why",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
     response_example={
         "status": "ready",
         "checks": {

@@ -15,7 +15,8 @@ from shared.errors import SearchUnavailable
 from shared.generations.models import FINAL_STATUSES
 from shared.logs import request_id_var
 from shared.tokenbus import read_events
-from web.http import api, json_response, path_uuid, query_bool
+from web.http import api, json_response, path_uuid, query_bool, tenant_of
+from web.ratelimit import check_start_rate
 from web.sse import parse_last_event_id, stream_generation
 from web.state import AppState, app_state
 
@@ -40,11 +41,13 @@ def _streaming(state: AppState, generation_id: uuid.UUID, after: str | None) -> 
 
 
 async def _resume(
-    state: AppState, chat_id: uuid.UUID, generation_id: uuid.UUID, after: str
+    state: AppState, tenant: str, chat_id: uuid.UUID, generation_id: uuid.UUID, after: str
 ) -> Response | None:
     """The rest of the stream a ``Last-Event-ID`` names; None if it names nothing here."""
     lifecycle = state.lifecycle
-    found = await run_in_threadpool(lifecycle.find, chat_id=chat_id, generation_id=generation_id)
+    found = await run_in_threadpool(
+        lifecycle.find, chat_id=chat_id, generation_id=generation_id, owner=tenant
+    )
     if found is None:
         return None
     if found.status in FINAL_STATUSES:
@@ -61,14 +64,18 @@ async def _inference(request: Request, *, kind: str) -> Response:
     chat_id = path_uuid(request, "chat_id", what="chat")
     regenerate = query_bool(request, "regenerate")
     resume = parse_last_event_id(request.headers.get("last-event-id"))
-    if resume is not None and (response := await _resume(state, chat_id, *resume)) is not None:
-        return response
+    tenant = tenant_of(request)
+    resumed = resume and await _resume(state, tenant, chat_id, *resume)
+    if resumed is not None:
+        return resumed
     if kind == "internet" and not state.settings.serpapi_api_key:
         raise SearchUnavailable(
             "internet answers need a search key: set SERPAPI_API_KEY (https://serpapi.com)"
         )
+    await check_start_rate(state.redis, tenant, state.settings)
     started = await run_in_threadpool(
         state.lifecycle.start,
+        owner=tenant,
         chat_id=chat_id,
         kind=kind,
         regenerate=regenerate,
@@ -77,6 +84,10 @@ async def _inference(request: Request, *, kind: str) -> Response:
     return _streaming(state, started.generation_id, None)
 
 
+REGENERATE = {
+    "description": "true: answer the last Human message again (keeps the old answer).",
+    "schema": {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no", "on", "off"]},
+}
 STREAM_DOC = (
     "Server-Sent Events. Unnamed events carry token text; named events: generation, "
     "queue, sources (internet only), done, error, restart. Every event has an id "
@@ -88,7 +99,7 @@ STREAM_DOC = (
     summary="Stream the answer to the chat's last Human message (SSE)",
     description=STREAM_DOC,
     content_type="text/event-stream",
-    query={"regenerate": "true: answer the last Human message again (keeps the old answer)."},
+    query={"regenerate": REGENERATE},
     headers={"Last-Event-ID": "Resume after this event."},
     extra_responses={204: "The stream named by Last-Event-ID has ended"},
     errors=[404, 409, 422, 429, 503],
@@ -101,7 +112,7 @@ async def inference(request: Request) -> Response:
     summary="Stream an answer grounded in web search, with numbered citations (SSE)",
     description=STREAM_DOC,
     content_type="text/event-stream",
-    query={"regenerate": "true: answer the last Human message again (keeps the old answer)."},
+    query={"regenerate": REGENERATE},
     headers={"Last-Event-ID": "Resume after this event."},
     extra_responses={204: "The stream named by Last-Event-ID has ended"},
     errors=[404, 409, 422, 429, 503],
@@ -113,12 +124,22 @@ async def inference_internet(request: Request) -> Response:
 @api(
     summary="Stop the chat's running answer (the partial answer is kept, marked cancelled)",
     response_example={"generation_id": "…", "status": "cancelled"},
+    extra_responses={
+        202: {
+            "description": "The running worker stops at its next token",
+            "content": {
+                "application/json": {"example": {"generation_id": "…", "status": "cancelling"}}
+            },
+        }
+    },
     errors=[404, 409],
 )
 async def stop(request: Request) -> JSONResponse:
     state = app_state(request)
     chat_id = path_uuid(request, "chat_id", what="chat")
-    stopped = await run_in_threadpool(state.lifecycle.stop, chat_id=chat_id)
+    stopped = await run_in_threadpool(
+        state.lifecycle.stop, chat_id=chat_id, owner=tenant_of(request)
+    )
     body = {"generation_id": str(stopped.generation_id), "status": stopped.status}
     return json_response(body, status_code=200 if stopped.status == "cancelled" else 202)
 

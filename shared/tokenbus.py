@@ -17,6 +17,7 @@ Keys (all under one hash tag per generation, so the Lua call is cluster-safe):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -240,3 +241,19 @@ async def live_workers(client: aioredis.Redis) -> list[str]:
     """Worker processes that have a model loaded and beat within ``WORKER_STALE_S``."""
     members = await client.zrangebyscore(WORKERS_KEY, time.time() - WORKER_STALE_S, "+inf")
     return [_text(m) for m in members if isinstance(m, (bytes, str))]
+
+
+async def live_worker_models(client: aioredis.Redis) -> list[str]:
+    """The models the live workers have loaded (from their heartbeats), sorted."""
+    workers = await live_workers(client)
+    if not workers:
+        return []
+    infos = await client.hmget(f"{WORKERS_KEY}:info", workers)
+    models = set()
+    for raw in infos:
+        if raw is None:
+            continue
+        with contextlib.suppress(ValueError, AttributeError):
+            if name := json.loads(_text(raw)).get("model"):
+                models.add(str(name))
+    return sorted(models)

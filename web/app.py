@@ -29,7 +29,7 @@ from shared.settings import Settings, get_settings
 from shared.tokenhub import TokenHub
 from web.middleware import ApiKeyMiddleware, RequestContextMiddleware
 from web.openapi import build_openapi, render_docs
-from web.routes import chats, conversations, health, inference
+from web.routes import chats, conversations, health, inference, openai, page
 from web.state import AppState
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *conversations.routes,
         *inference.routes,
         *health.routes,
+        *openai.routes,
     ]
     document = build_openapi(routes, title="chatbot", version=VERSION)
 
@@ -153,6 +154,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes += [
         Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
         Route("/docs", docs, methods=["GET"], include_in_schema=False),
+        *page.routes,
     ]
     route_paths: dict[object, str] = {
         route.endpoint: route.path for route in routes if isinstance(route, Route)

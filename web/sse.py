@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 import logging
 import time
@@ -106,7 +107,15 @@ def _render(generation_id: str, events: list[Event]) -> list[bytes]:
     return frames
 
 
-async def stream_generation(
+class Signal(enum.Enum):
+    """What ``follow_generation`` yields besides batches of events."""
+
+    KEEPALIVE = "keepalive"  # the stream was quiet for ``keepalive_s``
+    SHUTDOWN = "shutdown"  # the server is stopping: end the response now
+    REDIS_LOST = "redis_lost"  # Redis failed: end the response now
+
+
+async def follow_generation(
     *,
     redis: Redis,
     hub: TokenHub,
@@ -115,8 +124,10 @@ async def stream_generation(
     keepalive_s: float,
     watchdog: Watchdog,
     shutting_down: asyncio.Event,
-) -> AsyncIterator[bytes]:
-    """SSE bytes of one generation from just after entry ``after`` to its terminal event."""
+) -> AsyncIterator[list[Event] | Signal]:
+    """One generation's events from just after entry ``after`` to its terminal event, in
+    order and each once, as batches (what was waiting is sent together); ``Signal``s in
+    between. Any response format (this module's SSE, the OpenAI API's chunks) reads this."""
     metrics.ACTIVE_STREAMS.inc()
     try:
         async with hub.subscribe(generation_id) as subscription:
@@ -135,8 +146,7 @@ async def stream_generation(
                         key=lambda e: entry_key(e.entry_id),
                     )
                     if fresh:
-                        for chunk in _render(generation_id, fresh):
-                            yield chunk
+                        yield fresh
                         last = fresh[-1].entry_id
                         last_write = time.monotonic()
                         quiet_since = time.monotonic()
@@ -155,12 +165,12 @@ async def stream_generation(
                         with contextlib.suppress(asyncio.CancelledError):
                             await task
                 if stop in done:
-                    yield SHUTDOWN
+                    yield Signal.SHUTDOWN
                     return
                 if get not in done:
                     now = time.monotonic()
                     if now - last_write >= keepalive_s:
-                        yield KEEPALIVE
+                        yield Signal.KEEPALIVE
                         last_write = now
                     quiet_s = now - quiet_since
                     if quiet_s >= watchdog.interval_s:
@@ -179,8 +189,42 @@ async def stream_generation(
                     else:
                         pending.append(more)
     except RedisError as exc:
-        # Headers are sent: end the stream with an event, not a broken chunked body.
+        # Headers are sent: the caller ends the stream with an event, not a broken body.
         log.error("stream %s lost Redis: %s", generation_id, exc)
-        yield REDIS_LOST
+        yield Signal.REDIS_LOST
     finally:
         metrics.ACTIVE_STREAMS.dec()
+
+
+SIGNAL_FRAMES = {
+    Signal.KEEPALIVE: KEEPALIVE,
+    Signal.SHUTDOWN: SHUTDOWN,
+    Signal.REDIS_LOST: REDIS_LOST,
+}
+
+
+async def stream_generation(
+    *,
+    redis: Redis,
+    hub: TokenHub,
+    generation_id: str,
+    after: str | None,
+    keepalive_s: float,
+    watchdog: Watchdog,
+    shutting_down: asyncio.Event,
+) -> AsyncIterator[bytes]:
+    """SSE bytes of one generation from just after entry ``after`` to its terminal event."""
+    async for item in follow_generation(
+        redis=redis,
+        hub=hub,
+        generation_id=generation_id,
+        after=after,
+        keepalive_s=keepalive_s,
+        watchdog=watchdog,
+        shutting_down=shutting_down,
+    ):
+        if isinstance(item, Signal):
+            yield SIGNAL_FRAMES[item]
+        else:
+            for chunk in _render(generation_id, item):
+                yield chunk

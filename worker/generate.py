@@ -19,6 +19,7 @@ from shared.chats.schemas import ConversationOut
 from shared.db import transaction, utcnow
 from shared.errors import ChatbotError
 from shared.generations.models import Generation
+from shared.generations.params import sampling_overrides, system_prompt
 from shared.generations.repository import GenerationRepository
 from shared.generations.schemas import generation_info, timings, usage
 from shared.tokenbus import TokenWriter, claim_ownership
@@ -54,7 +55,9 @@ Preparer = Callable[[Runtime, TokenWriter, Generation, list[Conversation]], Prep
 def prepare_chat(
     runtime: Runtime, writer: TokenWriter, generation: Generation, history: list[Conversation]
 ) -> Prepared:
-    system = ChatMessage("system", runtime.settings.system_prompt)
+    system = ChatMessage(
+        "system", system_prompt(generation.params, default=runtime.settings.system_prompt)
+    )
     turns = [ChatMessage(ROLE_MAP[m.role], m.message) for m in history]  # type: ignore[arg-type]
     return Prepared(messages=[system, *turns])
 
@@ -173,7 +176,7 @@ def _generate(runtime: Runtime, writer: TokenWriter, generation: Generation) -> 
             "chat trimmed to fit the context window",
             extra={"dropped": fitted.dropped, "truncated": fitted.truncated},
         )
-    params = SamplingParams.from_settings(settings)
+    params = SamplingParams.from_settings(settings, **sampling_overrides(generation.params))
     pieces: list[str] = []
     reason = "done"
     first_token_at = None

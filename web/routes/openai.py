@@ -1,0 +1,378 @@
+"""The OpenAI-compatible API: ``POST /v1/chat/completions`` and ``GET /v1/models``.
+
+A completion request is a chat like any other: its messages are saved as a new chat
+(named ``openai: <first words>``), a generation is queued for it on the same queue, run by
+the same workers and relayed from the same token bus as ``/conversations/inference``. So
+it shows in the chat API afterwards, and its stream can be resumed: every chunk carries an
+SSE ``id`` (``<generation id>:<position>``), and the same request sent again with
+``Last-Event-ID`` continues after that chunk (beyond OpenAI's API).
+
+The request's system (and developer) messages are not stored as chat messages: joined,
+they replace the server's ``SYSTEM_PROMPT`` for this generation (``generations.params``),
+with the sampling fields (``temperature``, ``top_p``, ``max_tokens`` capped at
+``MAX_NEW_TOKENS``, ``stop``, ``seed``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+from redis.exceptions import RedisError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from shared.chats.models import Conversation
+from shared.chats.repository import ConversationRepository
+from shared.chats.schemas import ChatCreate
+from shared.chats.service import create_chat
+from shared.db import utcnow
+from shared.errors import (
+    BadRequest,
+    ChatbotError,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+)
+from shared.generations import service
+from shared.generations.params import GenerationParams
+from shared.generations.repository import GenerationRepository
+from shared.generations.schemas import generation_info
+from shared.logs import request_id_var
+from shared.queue import enqueue_generation
+from shared.tokenbus import AsyncTokenWriter, Event, live_worker_models, mark_seen
+from web import openai_format as fmt
+from web.http import api, parse_body
+from web.routes.inference import SSE_HEADERS, _end_if_stuck, _require_worker
+from web.sse import KEEPALIVE, Signal, Watchdog, follow_generation, parse_last_event_id
+from web.state import AppState, app_state, run_db, run_in_session
+
+ROLES = {"user": "Human", "assistant": "Assistant"}
+CHAT_NAME_WORDS = 8
+DONE = b"data: [DONE]\n\n"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class StreamLost(ServiceUnavailable):
+    code = "worker_lost"
+
+
+async def start_completion(
+    state: AppState,
+    *,
+    name: str,
+    turns: list[tuple[str, str]],
+    params: GenerationParams,
+    model: str,
+    request_id: str | None,
+) -> str:
+    """Save ``turns`` as a new chat and queue its answer; returns the generation id.
+
+    The one place this module starts generations: the same rows, bus event and queue as
+    ``/conversations/inference``.
+    """
+
+    def work(session: Session) -> dict[str, Any]:
+        chat = create_chat(session, data=ChatCreate(name=name))
+        messages = ConversationRepository(session)
+        base = utcnow()
+        for index, (role, text) in enumerate(turns):
+            at = base + timedelta(microseconds=index)  # keeps the request's order
+            messages.add(
+                Conversation(chat_id=chat.id, role=role, message=text, created_at=at, updated_at=at)
+            )
+        started = service.start_or_attach(
+            session,
+            chat_id=chat.id,
+            kind="chat",
+            model=model,
+            regenerate=False,
+            request_id=request_id,
+        )
+        started.generation.params = params.to_column()
+        session.flush()
+        return {"id": str(started.generation.id), "info": generation_info(started.generation)}
+
+    started = await run_in_session(state.sessions, work)
+    generation_id: str = started["id"]
+    settings = state.settings
+    await mark_seen(state.redis, [generation_id], grace_s=settings.stream_grace_s)
+    writer = AsyncTokenWriter(state.redis, generation_id, ttl_s=settings.stream_ttl_s)
+    await writer.append("generation", started["info"])
+    enqueue_generation(
+        state.celery,
+        generation_id=generation_id,
+        request_id=request_id,
+        expires_s=settings.queue_timeout_s,
+    )
+    return generation_id
+
+
+def _turns(body: fmt.CompletionRequest, *, max_bytes: int) -> list[tuple[str, str]]:
+    turns = []
+    for index, message in enumerate(body.messages):
+        if message.role not in ROLES:
+            continue  # system and developer messages go into the prompt's system message
+        text = message.text
+        size = len(text.encode("utf-8"))
+        if size > max_bytes:
+            raise PayloadTooLarge(
+                f"messages.{index}.content is {size} bytes; the limit is {max_bytes} bytes",
+                details=[{"field": f"messages.{index}.content", "max_bytes": max_bytes}],
+            )
+        if not text.strip() or "\x00" in text:
+            raise BadRequest(
+                f"messages.{index}.content must be non-empty text without NUL characters",
+                details=[{"field": f"messages.{index}.content"}],
+            )
+        turns.append((ROLES[message.role], text))
+    if not turns or turns[-1][0] != "Human":
+        raise BadRequest(
+            "the last message (after system messages) must be the user's: it is what is answered",
+            details=[{"field": "messages"}],
+        )
+    return turns
+
+
+def _chat_name(turns: list[tuple[str, str]]) -> str:
+    words = turns[-1][1].split()
+    name = " ".join(words[:CHAT_NAME_WORDS]) + (" …" if len(words) > CHAT_NAME_WORDS else "")
+    return f"openai: {name}"[:255]
+
+
+def _follow(state: AppState, generation_id: str, after: str | None) -> AsyncIterator[Any]:
+    gid = uuid.UUID(generation_id)
+
+    async def check(quiet_s: float) -> None:
+        await _end_if_stuck(state, gid, quiet_s)
+
+    return follow_generation(
+        redis=state.redis,
+        hub=state.hub,
+        generation_id=generation_id,
+        after=after,
+        keepalive_s=state.settings.keepalive_s,
+        watchdog=Watchdog(check=check, interval_s=min(1.0, state.settings.queue_timeout_s / 4)),
+        shutting_down=state.shutting_down,
+    )
+
+
+def _sse(data: Any, event_id: str | None) -> bytes:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def _failure(event: Event) -> tuple[int, dict[str, Any]]:
+    """The status and OpenAI error object for a generation's ``error`` event."""
+    error = event.json().get("error") or {}
+    code = str(error.get("code", "generation_failed"))
+    status = 503 if code in ("no_worker", "worker_lost", "unavailable") else 500
+    message = str(error.get("message", code))
+    return status, fmt.error_body(status=status, code=code, message=message)
+
+
+SIGNAL_ERRORS = {
+    Signal.SHUTDOWN: ("server_shutdown", "the server is restarting: resend with Last-Event-ID"),
+    Signal.REDIS_LOST: ("unavailable", "the server lost Redis: resend with Last-Event-ID"),
+}
+
+
+async def _chunks(
+    state: AppState,
+    *,
+    generation_id: str,
+    after: str | None,
+    body: fmt.CompletionRequest,
+    created: int,
+) -> AsyncIterator[bytes]:
+    """The stream as ``chat.completion.chunk`` events, each with the id of its last event."""
+    shape: dict[str, Any] = {
+        "completion_id": f"chatcmpl-{generation_id}",
+        "created": created,
+        "model": body.model,
+        "include_usage": body.include_usage,
+    }
+    role_sent = after is not None
+    text_sent = after is not None
+    async for item in _follow(state, generation_id, after):
+        if item is Signal.KEEPALIVE:
+            yield KEEPALIVE
+            continue
+        if isinstance(item, Signal):
+            code, message = SIGNAL_ERRORS[item]
+            yield _sse(fmt.error_body(status=503, code=code, message=message), None)
+            return
+        pending: list[str] = []
+        pending_id = ""
+        for event in item:
+            if event.type == "token":
+                pending.append(event.data)
+                pending_id = f"{generation_id}:{event.entry_id}"
+                continue
+            if pending:
+                yield _sse(fmt.chunk(delta={"content": "".join(pending)}, **shape), pending_id)
+                text_sent, pending = True, []
+            event_id = f"{generation_id}:{event.entry_id}"
+            if event.type == "generation" and not role_sent:
+                yield _sse(fmt.chunk(delta={"role": "assistant", "content": ""}, **shape), event_id)
+                role_sent = True
+            elif event.type == "restart" and text_sent:
+                # A worker died mid-answer and the job starts over: an OpenAI client cannot
+                # take text back, so this stream ends; the chat API's stream goes on.
+                lost = StreamLost("the worker was lost mid-answer; send the request again")
+                yield _sse(fmt.error_body(status=503, code=lost.code, message=lost.message), None)
+                return
+            elif event.type == "done":
+                done = event.json()
+                finish = fmt.finish_reason(done)
+                yield _sse(fmt.chunk(delta={}, finish=finish, **shape), event_id)
+                if body.include_usage:
+                    yield _sse(fmt.chunk(usage=done.get("usage"), **shape), event_id)
+                yield DONE
+                return
+            elif event.type == "error":
+                yield _sse(_failure(event)[1], event_id)
+                return
+        if pending:
+            yield _sse(fmt.chunk(delta={"content": "".join(pending)}, **shape), pending_id)
+            text_sent = True
+
+
+async def _collect(
+    state: AppState, *, generation_id: str, body: fmt.CompletionRequest, created: int
+) -> JSONResponse:
+    pieces: list[str] = []
+    async for item in _follow(state, generation_id, None):
+        if item is Signal.KEEPALIVE:
+            continue
+        if isinstance(item, Signal):
+            code, message = SIGNAL_ERRORS[item]
+            return JSONResponse(fmt.error_body(status=503, code=code, message=message), 503)
+        for event in item:
+            if event.type == "token":
+                pieces.append(event.data)
+            elif event.type == "restart":
+                pieces.clear()
+            elif event.type == "error":
+                status, failure = _failure(event)
+                return JSONResponse(failure, status_code=status)
+            elif event.type == "done":
+                done = event.json()
+                saved = done.get("message") or {}
+                data = fmt.completion(
+                    completion_id=f"chatcmpl-{generation_id}",
+                    created=created,
+                    model=body.model,
+                    text=saved.get("message", "".join(pieces)),
+                    finish=fmt.finish_reason(done),
+                    usage=done.get("usage") or {},
+                )
+                return JSONResponse(data)
+    raise ServiceUnavailable("the answer's stream ended without a result")
+
+
+def _known_generation(session: Session, generation_id: uuid.UUID) -> bool:
+    return GenerationRepository(session).get(generation_id) is not None
+
+
+async def _completions(request: Request) -> Response:
+    state = app_state(request)
+    settings = state.settings
+    body = await parse_body(request, fmt.CompletionRequest, max_bytes=settings.max_body_bytes)
+    created = int(time.time())
+    resume = parse_last_event_id(request.headers.get("last-event-id"))
+    if resume is not None and body.stream:
+        resumed, after = resume
+        if not await run_db(request, lambda s: _known_generation(s, resumed)):
+            raise NotFound(f"the stream {resumed} named by Last-Event-ID does not exist")
+        chunks = _chunks(state, generation_id=str(resumed), after=after, body=body, created=created)
+        return StreamingResponse(chunks, media_type="text/event-stream", headers=SSE_HEADERS)
+
+    models = await live_worker_models(state.redis)
+    if not models:
+        await _require_worker(state)  # raises the 503 that says why
+    if body.model not in models:
+        raise ModelNotFound(
+            f"the model {body.model!r} does not exist here; the workers serve: "
+            + ", ".join(models),
+            details=[{"field": "model"}],
+        )
+    turns = _turns(body, max_bytes=settings.max_message_bytes)
+    generation_id = await start_completion(
+        state,
+        name=_chat_name(turns),
+        turns=turns,
+        params=body.params(max_new_tokens=settings.max_new_tokens),
+        model=body.model,
+        request_id=request_id_var.get(),
+    )
+    if body.stream:
+        chunks = _chunks(state, generation_id=generation_id, after=None, body=body, created=created)
+        return StreamingResponse(chunks, media_type="text/event-stream", headers=SSE_HEADERS)
+    return await _collect(state, generation_id=generation_id, body=body, created=created)
+
+
+async def _openai_errors(request: Request, handler: Any) -> Response:
+    """Run ``handler``; errors become OpenAI error objects (the rest of the API keeps its
+    own shape)."""
+    try:
+        response: Response = await handler(request)
+        return response
+    except ChatbotError as exc:
+        retry = {"Retry-After": "5"} if exc.status_code in (429, 503) else None
+        return fmt.error_response(exc, headers=retry)
+    except (RedisError, OperationalError, PoolTimeout) as exc:
+        which = "Redis" if isinstance(exc, RedisError) else "the database"
+        error = ServiceUnavailable(f"{which} is unavailable; try again shortly")
+        return fmt.error_response(error, headers={"Retry-After": "5"})
+
+
+@api(
+    summary="OpenAI-compatible chat completion (stream or not); saved as a chat",
+    description=(
+        "The OpenAI chat completions contract: chat.completion, or with stream=true "
+        "chat.completion.chunk events ending with data: [DONE]; "
+        "stream_options.include_usage adds a last chunk with the usage. Every chunk has an "
+        "SSE id: send the same request again with Last-Event-ID to resume after it. "
+        "Errors are OpenAI error objects {error: {message, type, param, code}}."
+    ),
+    body=fmt.CompletionRequest,
+    content_type="application/json",
+    errors=[400, 401, 404, 413, 503],
+)
+async def chat_completions(request: Request) -> Response:
+    return await _openai_errors(request, _completions)
+
+
+async def _models(request: Request) -> Response:
+    names = await live_worker_models(app_state(request).redis)
+    return JSONResponse(fmt.model_list(names))
+
+
+@api(
+    summary="The models the running workers serve (OpenAI format)",
+    response_example={
+        "object": "list",
+        "data": [{"id": "smollm2", "object": "model", "created": 0, "owned_by": "chatbot"}],
+    },
+    errors=[401],
+)
+async def list_models(request: Request) -> Response:
+    return await _openai_errors(request, _models)
+
+
+routes = [
+    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/models", list_models, methods=["GET"]),
+]

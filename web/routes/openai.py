@@ -52,12 +52,16 @@ from shared.tokenbus import AsyncTokenWriter, Event, live_worker_models, mark_se
 from web import openai_format as fmt
 from web.http import api, parse_body
 from web.routes.inference import SSE_HEADERS, _end_if_stuck, _require_worker
-from web.sse import KEEPALIVE, Signal, Watchdog, follow_generation, parse_last_event_id
+from web.sse import Signal, Watchdog, follow_generation, parse_last_event_id
 from web.state import AppState, app_state, run_db, run_in_session
 
 ROLES = {"user": "Human", "assistant": "Assistant"}
 CHAT_NAME_WORDS = 8
 DONE = b"data: [DONE]\n\n"
+# A comment line with no blank line after it: the openai SDK's SSE decoder (checked on
+# 3.57) turns a blank line after an id into an empty event it cannot parse; a lone comment
+# line is skipped by it and by every SSE parser.
+KEEPALIVE_LINE = b": keep-alive\n"
 
 
 class ModelNotFound(NotFound):
@@ -207,7 +211,7 @@ async def _chunks(
     text_sent = after is not None
     async for item in _follow(state, generation_id, after):
         if item is Signal.KEEPALIVE:
-            yield KEEPALIVE
+            yield KEEPALIVE_LINE
             continue
         if isinstance(item, Signal):
             code, message = SIGNAL_ERRORS[item]

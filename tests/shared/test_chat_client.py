@@ -30,6 +30,7 @@ def test_parse_sse_joins_data_lines_and_skips_comments() -> None:
 
 def test_chat_command_line() -> None:
     args = build_parser().parse_args(["chat", "abc", "--internet", "--url", "http://h:1"])
-    assert (args.chat_id, args.internet, args.url, args.api_key) == ("abc", True, "http://h:1", None)
+    assert (args.chat_id, args.internet, args.url) == ("abc", True, "http://h:1")
+    assert args.api_key is None
     args = build_parser().parse_args(["chat"])
     assert args.chat_id is None and not args.internet

@@ -63,7 +63,7 @@ class CompletionRequest(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
     n: int | None = Field(default=None, ge=1, le=1, description="Only 1 is supported.")
 
     @field_validator("stop")

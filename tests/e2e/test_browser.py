@@ -5,14 +5,17 @@ a local fake SerpApi and local result pages."""
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.conftest import TEST_DATA_DIR
-from tests.e2e.conftest import Stack, running_stack
+from shared.cli import web_command
+from tests.conftest import ROOT, TEST_DATA_DIR
+from tests.e2e.conftest import Stack, running_stack, wait_until
+from tests.e2e.conftest import _answers as answers
 from tests.e2e.test_internet import (
     HARBOUR,
     INTERNET_ENV,
@@ -180,6 +183,43 @@ def test_reload_mid_answer_resumes(page: Page, stack: Stack) -> None:
     page.reload()
     expect(page.locator(".message.assistant")).to_have_count(1)
     assert answer(page).startswith(resumed)
+
+
+def test_network_drop_resumes_with_last_event_id(page: Page, stack: Stack) -> None:
+    """The web server goes away mid-answer and comes back on the same address: the
+    EventSource reconnects with Last-Event-ID and gets exactly what it missed."""
+    page.goto(stack.url())
+    page.get_by_role("button", name="New chat").click()
+    ask(page, LONG_QUESTION)
+    wait_for_tokens(page)
+    port = stack.ports["web"]
+    stack.stop("web")
+    expect(page.locator("#status")).to_have_text("Connection lost: reconnecting…")
+    before = answer(page)
+    stack.processes["web"] = spawn_web(stack, port)
+    wait_until(lambda: answers(f"{stack.url()}/healthz"), "the web server to come back")
+
+    wait_for_tokens(page, at_least=len(before) + 5)
+    resumed = answer(page)
+    assert resumed.startswith(before)
+    expect(page.locator("#error")).to_be_hidden()
+    page.get_by_role("button", name="Stop").click()
+    expect(page.locator("#status")).to_have_text("Stopped.")
+    # Nothing was lost or sent twice: what streamed is the start of the saved answer.
+    page.reload()
+    expect(page.locator(".message.assistant")).to_have_count(1)
+    assert answer(page).startswith(resumed)
+
+
+def spawn_web(stack: Stack, port: int) -> subprocess.Popen[bytes]:
+    with open(stack.logs / "web.log", "ab") as log:
+        return subprocess.Popen(
+            web_command(host="127.0.0.1", port=port),
+            cwd=ROOT,
+            env=stack.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def test_internet_answer_shows_numbered_sources(page: Page, stack: Stack) -> None:

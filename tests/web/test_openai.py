@@ -82,6 +82,7 @@ async def test_no_worker_is_503(client: httpx.AsyncClient) -> None:
         (body(top_p=0), "top_p"),
         (body(max_tokens=0), "max_tokens"),
         (body(n=2), "n"),
+        (body(seed=2**40), "seed"),
         (body(stop=["a", "b", "c", "d", "e"]), "stop"),
         (body(messages=[{"role": "tool", "content": "x"}]), "messages.0.role"),
     ],
@@ -106,6 +107,20 @@ async def test_bad_bodies_are_openai_errors(client: httpx.AsyncClient, worker: s
     only_system = body(messages=[{"role": "system", "content": "Be brief."}])
     response = await client.post("/v1/chat/completions", json=only_system)
     assert openai_error(response, 400)["param"] == "messages"
+    for content in ("nul \u0000 here", "lone \ud800 surrogate", "   "):
+        for role in ("system", "user"):
+            if role == "system" and not content.strip():
+                continue  # an empty system message is allowed (it empties the prompt)
+            messages = [{"role": role, "content": content}, {"role": "user", "content": "Hi"}]
+            response = await client.post(
+                "/v1/chat/completions",
+                content=json.dumps(body(messages=messages)).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            assert openai_error(response, 400)["param"] == "messages.0.content", content
+    huge = body(messages=[{"role": "user", "content": "x" * 40_000}])
+    response = await client.post("/v1/chat/completions", json=huge)
+    assert openai_error(response, 413)["param"] == "messages.0.content"
 
 
 async def test_request_becomes_a_chat_and_a_queued_generation(

@@ -123,23 +123,36 @@ async def start_completion(
     return generation_id
 
 
+def _checked_text(text: str, *, field: str, max_bytes: int) -> str:
+    """Text a database can store (no NUL, no lone surrogate), within ``max_bytes``."""
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise BadRequest(
+            f"{field} must be valid Unicode text (no lone surrogates)",
+            details=[{"field": field}],
+        ) from None
+    if "\x00" in text:
+        raise BadRequest(f"{field} must not contain NUL characters", details=[{"field": field}])
+    if size > max_bytes:
+        raise PayloadTooLarge(
+            f"{field} is {size} bytes; the limit is {max_bytes} bytes",
+            details=[{"field": field, "max_bytes": max_bytes}],
+        )
+    return text
+
+
 def _turns(body: fmt.CompletionRequest, *, max_bytes: int) -> list[tuple[str, str]]:
+    """The chat's messages; system and developer messages are checked here and go into the
+    prompt's system message (``CompletionRequest.params``)."""
     turns = []
     for index, message in enumerate(body.messages):
+        field = f"messages.{index}.content"
+        text = _checked_text(message.text, field=field, max_bytes=max_bytes)
         if message.role not in ROLES:
-            continue  # system and developer messages go into the prompt's system message
-        text = message.text
-        size = len(text.encode("utf-8"))
-        if size > max_bytes:
-            raise PayloadTooLarge(
-                f"messages.{index}.content is {size} bytes; the limit is {max_bytes} bytes",
-                details=[{"field": f"messages.{index}.content", "max_bytes": max_bytes}],
-            )
-        if not text.strip() or "\x00" in text:
-            raise BadRequest(
-                f"messages.{index}.content must be non-empty text without NUL characters",
-                details=[{"field": f"messages.{index}.content"}],
-            )
+            continue
+        if not text.strip():
+            raise BadRequest(f"{field} must not be empty", details=[{"field": field}])
         turns.append((ROLES[message.role], text))
     if not turns or turns[-1][0] != "Human":
         raise BadRequest(

@@ -296,7 +296,9 @@ function startStream({ regenerate = false }) {
   };
 
   source.onopen = () => {
-    if (state.source === source) setStatus("Answering…");
+    if (state.source !== source) return;
+    showError(""); // (re)connected: a "server is restarting" note no longer holds
+    setStatus("Answering…");
   };
   source.onmessage = (event) => {
     remember(event);

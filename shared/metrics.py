@@ -20,11 +20,12 @@ import time
 from bisect import bisect_left
 from dataclasses import dataclass
 
+import redis
 import redis.asyncio as aioredis
 from kombu.transport.redis import PRIORITY_STEPS, Channel
 
 from shared.queue import INFERENCE_QUEUE
-from shared.tokenbus import WORKER_STALE_S, WORKERS_KEY
+from shared.workers import WORKER_STALE_S, WORKERS_KEY
 
 KEY_PREFIX = "chatbot:metrics:"
 SEPARATOR = "|"
@@ -182,7 +183,8 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-async def count_generation_ended(client: aioredis.Redis, *, kind: str, status: str) -> None:
-    """Count a generation the web tier ended itself (no worker took it, its worker vanished,
-    or it was stopped while queued), in the same family the workers count theirs."""
-    await client.hincrby(GENERATIONS.key(), SEPARATOR.join((kind, status)), 1)
+def count_generation_ended(
+    client: redis.Redis, *, kind: str, status: str, prefix: str = KEY_PREFIX
+) -> None:
+    """Count an ended generation (the life cycle does, whichever process ended it)."""
+    client.hincrby(GENERATIONS.key(prefix), SEPARATOR.join((kind, status)), 1)

@@ -18,14 +18,13 @@ def make_celery(name: str = "chatbot", *, broker_url: str | None = None) -> Cele
     return app
 
 
-def enqueue_generation(
-    app: Celery, *, generation_id: str, request_id: str | None, expires_s: float
-) -> None:
-    """Queue a generation. ``expires_s``: a worker that gets it later drops it."""
+def enqueue_generation(app: Celery, *, generation_id: str, request_id: str | None) -> None:
+    """Queue a generation's job. It carries no expiry: a job the broker hands out again
+    (its worker died) must still run while its generation needs an answer; the life cycle
+    decides whether it does."""
     app.send_task(
         GENERATE_TASK,
         args=[generation_id],
         kwargs={"request_id": request_id},
         queue=INFERENCE_QUEUE,
-        expires=expires_s,
     )

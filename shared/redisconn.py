@@ -6,19 +6,31 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError, TimeoutError
 
 from shared.settings import Settings
 
+#: A command that meets a dropped connection (Redis restarted, a failover) reconnects and
+#: tries again a few times before it fails, so one stale connection is never an outage.
+RETRIES = 3
+
 
 def _options(settings: Settings) -> dict[str, Any]:
-    options: dict[str, Any] = {"health_check_interval": 30, "socket_keepalive": True}
+    options: dict[str, Any] = {
+        "health_check_interval": 30,
+        "socket_keepalive": True,
+        "socket_connect_timeout": 5,
+        "retry_on_error": [ConnectionError, TimeoutError],
+    }
     if settings.redis_url.startswith("rediss://"):
         options["ssl_cert_reqs"] = settings.redis_ssl_cert_reqs
     return options
 
 
 def sync_client(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(settings.redis_url, **_options(settings))
+    retry = redis.retry.Retry(ExponentialBackoff(cap=1.0, base=0.05), RETRIES)
+    return redis.Redis.from_url(settings.redis_url, retry=retry, **_options(settings))
 
 
 def async_client(settings: Settings) -> aioredis.Redis:
@@ -28,6 +40,7 @@ def async_client(settings: Settings) -> aioredis.Redis:
         settings.redis_url,
         max_connections=settings.redis_max_connections,
         timeout=10,
+        retry=aioredis.retry.Retry(ExponentialBackoff(cap=1.0, base=0.05), RETRIES),
         **_options(settings),
     )
     return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes it

@@ -17,22 +17,16 @@ Keys (all under one hash tag per generation, so the Lua call is cluster-safe):
 
 from __future__ import annotations
 
-import contextlib
 import json
-import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import redis
 import redis.asyncio as aioredis
 
-EventType = Literal["generation", "sources", "token", "restart", "done", "error"]
+EventType = Literal["generation", "queue", "sources", "token", "restart", "done", "error"]
 TERMINAL: frozenset[str] = frozenset({"done", "error"})
 STREAM_MAXLEN = 20_000
-WORKERS_KEY = "chatbot:workers"
-MODEL_ERROR_KEY = "chatbot:workers:model_error"
-WORKER_HEARTBEAT_S = 2.0
-WORKER_STALE_S = 10.0
 
 
 def events_key(generation_id: str) -> str:
@@ -51,23 +45,19 @@ def seen_key(generation_id: str) -> str:
     return f"chatbot:gen:{{{generation_id}}}:seen"
 
 
-def owner_key(generation_id: str) -> str:
-    return f"chatbot:gen:{{{generation_id}}}:owner"
-
-
 def generation_from_channel(channel: str) -> str:
     return channel.split("{", 1)[1].split("}", 1)[0]
 
 
 # KEYS: events, live, cancel, seen. ARGV: type, data, maxlen, ttl, check_seen (0/1).
-# Returns {entry id, flag}: flag is "cancel", "abandoned" or "".
+# Returns {entry id, flag}: flag is "cancelled", "abandoned" or "".
 _APPEND = """
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 't', ARGV[1], 'd', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('PUBLISH', KEYS[2], id .. '\\n' .. ARGV[1] .. '\\n' .. ARGV[2])
 local flag = ''
 if redis.call('EXISTS', KEYS[3]) == 1 then
-  flag = 'cancel'
+  flag = 'cancelled'
 elseif ARGV[5] == '1' and redis.call('EXISTS', KEYS[4]) == 0 then
   flag = 'abandoned'
 end
@@ -137,7 +127,7 @@ class TokenWriter:
         ]
 
     def append(self, kind: EventType, data: Any = "") -> tuple[str, str]:
-        """Append one event; returns its entry id and a stop flag ("cancel", "abandoned", "")."""
+        """Append one event; returns its entry id and a stop flag ("cancelled", "abandoned", "")."""
         args: list[str | int] = [
             kind,
             encode(data),
@@ -148,38 +138,13 @@ class TokenWriter:
         entry_id, flag = self._script(keys=self._keys, args=args)
         return _text(entry_id), _text(flag)
 
-    def has_tokens(self) -> bool:
-        """Whether an earlier attempt already streamed tokens (so clients must restart)."""
-        entries = parse_entries(list(self.client.xrevrange(self._keys[0], count=50) or []))
-        return any(event.type == "token" for event in entries)
-
     def stop_requested(self) -> str:
         """The stop flag without appending anything."""
         if self.client.exists(self._keys[2]):
-            return "cancel"
+            return "cancelled"
         if self.check_listeners and not self.client.exists(self._keys[3]):
             return "abandoned"
         return ""
-
-
-class AsyncTokenWriter:
-    """Appends events from the web tier (terminal events for jobs no worker ran)."""
-
-    def __init__(self, client: aioredis.Redis, generation_id: str, *, ttl_s: int) -> None:
-        self._script = client.register_script(_APPEND)
-        self.ttl_s = ttl_s
-        self._keys = [
-            events_key(generation_id),
-            live_channel(generation_id),
-            cancel_key(generation_id),
-            seen_key(generation_id),
-        ]
-
-    async def append(self, kind: EventType, data: Any = "") -> str:
-        result = await self._script(
-            keys=self._keys, args=[kind, encode(data), STREAM_MAXLEN, self.ttl_s, 0]
-        )
-        return _text(result[0])
 
 
 async def read_events(
@@ -191,69 +156,59 @@ async def read_events(
     return parse_entries(list(raw or []))
 
 
-async def request_cancel(client: aioredis.Redis, generation_id: str, *, ttl_s: int) -> None:
-    await client.set(cancel_key(generation_id), "1", ex=ttl_s)
+def append(
+    client: redis.Redis, generation_id: str, kind: EventType, data: Any, *, ttl_s: int
+) -> str:
+    """Append one event outside a worker's token loop (life-cycle events); its entry id."""
+    script = client.register_script(_APPEND)
+    keys = [
+        events_key(generation_id),
+        live_channel(generation_id),
+        cancel_key(generation_id),
+        seen_key(generation_id),
+    ]
+    entry_id, _ = script(keys=keys, args=[kind, encode(data), STREAM_MAXLEN, ttl_s, 0])
+    return _text(entry_id)
 
 
-async def mark_seen(client: aioredis.Redis, generation_ids: list[str], *, grace_s: float) -> None:
+def events(client: redis.Redis, generation_id: str, *, after: str | None = None) -> list[Event]:
+    """``read_events`` for synchronous callers."""
+    start = f"({after}" if after else "-"
+    return parse_entries(list(client.xrange(events_key(generation_id), min=start, max="+") or []))
+
+
+def request_cancel(client: redis.Redis, generation_id: str, *, ttl_s: int) -> None:
+    """Raise the cancel flag the worker reads with every token."""
+    client.set(cancel_key(generation_id), "1", ex=ttl_s)
+
+
+def seen_pairs(generation_ids: list[str], *, grace_s: float) -> list[tuple[str, int]]:
+    """``(key, px)`` pairs that tell workers these generations have listeners."""
+    px = max(int(grace_s * 1000), 1000)
+    return [(seen_key(generation_id), px) for generation_id in generation_ids]
+
+
+def mark_seen(client: redis.Redis, generation_ids: list[str], *, grace_s: float) -> None:
     """Tell workers these generations have listeners, for ``grace_s`` more seconds."""
     if not generation_ids:
         return
-    px = max(int(grace_s * 1000), 1000)
-    async with client.pipeline(transaction=False) as pipe:
-        for generation_id in generation_ids:
-            pipe.set(seen_key(generation_id), "1", px=px)
-        await pipe.execute()
-
-
-def worker_heartbeat(client: redis.Redis, *, worker_id: str, info: dict[str, Any]) -> None:
-    """A worker process with a loaded model says it is alive."""
-    now = time.time()
     with client.pipeline(transaction=False) as pipe:
-        pipe.zadd(WORKERS_KEY, {worker_id: now})
-        pipe.hset(f"{WORKERS_KEY}:info", worker_id, json.dumps(info))
-        pipe.zremrangebyscore(WORKERS_KEY, "-inf", now - 10 * WORKER_STALE_S)
+        for key, px in seen_pairs(generation_ids, grace_s=grace_s):
+            pipe.set(key, "1", px=px)
         pipe.execute()
 
 
-def claim_ownership(client: redis.Redis, generation_id: str, *, worker_id: str, ttl_s: int) -> None:
-    """Record which worker process runs a generation, so a vanished one can be noticed."""
-    client.set(owner_key(generation_id), worker_id, ex=ttl_s)
+def has_listeners(client: redis.Redis, generation_id: str) -> bool:
+    return bool(client.exists(seen_key(generation_id)))
 
 
-async def owner_vanished(client: aioredis.Redis, generation_id: str) -> bool:
-    """True when the worker process running this generation stopped beating."""
-    owner = await client.get(owner_key(generation_id))
-    if owner is None:
-        return False
-    beat = await client.zscore(WORKERS_KEY, _text(owner))
-    return beat is None or beat < time.time() - WORKER_STALE_S
-
-
-def worker_gone(client: redis.Redis, *, worker_id: str) -> None:
-    with client.pipeline(transaction=False) as pipe:
-        pipe.zrem(WORKERS_KEY, worker_id)
-        pipe.hdel(f"{WORKERS_KEY}:info", worker_id)
-        pipe.execute()
-
-
-async def live_workers(client: aioredis.Redis) -> list[str]:
-    """Worker processes that have a model loaded and beat within ``WORKER_STALE_S``."""
-    members = await client.zrangebyscore(WORKERS_KEY, time.time() - WORKER_STALE_S, "+inf")
-    return [_text(m) for m in members if isinstance(m, (bytes, str))]
-
-
-async def live_worker_models(client: aioredis.Redis) -> list[str]:
-    """The models the live workers have loaded (from their heartbeats), sorted."""
-    workers = await live_workers(client)
-    if not workers:
-        return []
-    infos = await client.hmget(f"{WORKERS_KEY}:info", workers)
-    models = set()
-    for raw in infos:
-        if raw is None:
-            continue
-        with contextlib.suppress(ValueError, AttributeError):
-            if name := json.loads(_text(raw)).get("model"):
-                models.add(str(name))
-    return sorted(models)
+def partial_text(events: list[Event]) -> str:
+    """The text of the latest attempt in a stream: the tokens after its last ``generation``
+    or ``restart`` event."""
+    pieces: list[str] = []
+    for event in events:
+        if event.type in ("generation", "restart"):
+            pieces.clear()
+        elif event.type == "token":
+            pieces.append(event.data)
+    return "".join(pieces)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -22,15 +24,17 @@ from starlette.routing import BaseRoute, Route
 
 from shared.db import make_engine, make_sessionmaker
 from shared.errors import ChatbotError, ServiceUnavailable
+from shared.generations.lifecycle import Lifecycle
+from shared.generations.sweep import SWEEP_INTERVAL_S, Sweeper
 from shared.logs import configure_logging
-from shared.queue import make_celery
-from shared.redisconn import async_client
+from shared.queue import enqueue_generation, make_celery
+from shared.redisconn import async_client, sync_client
 from shared.settings import Settings, get_settings
-from shared.tokenhub import TokenHub
 from web.middleware import ApiKeyMiddleware, RequestContextMiddleware
 from web.openapi import build_openapi, render_docs
 from web.routes import chats, conversations, health, inference, openai, page
 from web.state import AppState
+from web.tokenhub import TokenHub
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +111,16 @@ def _install_sigterm_hook(state: AppState) -> Callable[[], None]:
     return restore
 
 
+async def _sweep_forever(sweeper: Sweeper) -> None:
+    """Look after generations nobody owns, with or without listeners."""
+    while True:
+        await asyncio.sleep(SWEEP_INTERVAL_S)
+        try:
+            await run_in_threadpool(sweeper.sweep)
+        except Exception as exc:  # Redis or the database away: try again next time
+            log.warning("generation sweep failed: %s", exc)
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """The ASGI app. ``settings`` defaults to the environment's."""
     settings = settings or get_settings()
@@ -114,26 +128,47 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         engine = make_engine(settings.sqlalchemy_url)
+        sessions = make_sessionmaker(engine)
         redis = async_client(settings)
-        hub = TokenHub(redis, grace_s=settings.stream_grace_s)
+        sync_redis = sync_client(settings)
+        celery = make_celery("chatbot-web", broker_url=settings.redis_url)
+
+        def enqueue(generation_id: str, request_id: str | None) -> None:
+            enqueue_generation(celery, generation_id=generation_id, request_id=request_id)
+
+        lifecycle = Lifecycle(
+            settings=settings, sessions=sessions, redis=sync_redis, enqueue=enqueue
+        )
+
+        async def check_quiet(generation_id: str) -> None:
+            await run_in_threadpool(lifecycle.ensure_terminal, uuid.UUID(generation_id))
+
+        hub = TokenHub(redis, grace_s=settings.stream_grace_s, check_quiet=check_quiet)
         await hub.start()
         state = AppState(
             settings=settings,
             engine=engine,
-            sessions=make_sessionmaker(engine),
+            sessions=sessions,
             redis=redis,
-            celery=make_celery("chatbot-web", broker_url=settings.redis_url),
+            celery=celery,
             hub=hub,
+            sync_redis=sync_redis,
+            lifecycle=lifecycle,
         )
         app.state.chatbot = state
         restore_signals = _install_sigterm_hook(state)
+        sweeper = asyncio.create_task(_sweep_forever(Sweeper(lifecycle)), name="generation-sweep")
         try:
             yield
         finally:
             restore_signals()
             state.shutting_down.set()
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
             await hub.stop()
             await redis.aclose()
+            sync_redis.close()
             engine.dispose()
 
     routes: list[BaseRoute] = [

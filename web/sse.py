@@ -12,21 +12,21 @@ import contextlib
 import enum
 import json
 import logging
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared.tokenbus import Event, entry_key, read_events
-from shared.tokenhub import RESYNC, TokenHub
 from web import metrics
+from web.tokenhub import RESYNC, TokenHub
 
 log = logging.getLogger(__name__)
 
 KEEPALIVE = b": keep-alive\n\n"
+#: How long a stream waits for a lost Redis before it ends with an ``error`` event.
+REDIS_PATIENCE_S = 30.0
 SHUTDOWN_ERROR = {
     "code": "server_shutdown",
     "message": "the server is restarting: reconnect to resume the stream",
@@ -72,15 +72,6 @@ REDIS_LOST = frame(
 )
 
 
-@dataclass
-class Watchdog:
-    """Called every ``interval_s`` while a stream is quiet, with how long it has been quiet.
-    It may end a generation nobody is working on by appending a terminal event."""
-
-    check: Callable[[float], Awaitable[None]]
-    interval_s: float
-
-
 def _render(generation_id: str, events: list[Event]) -> list[bytes]:
     """SSE frames for a batch of events, with consecutive tokens merged into one."""
     frames: list[bytes] = []
@@ -112,7 +103,7 @@ class Signal(enum.Enum):
 
     KEEPALIVE = "keepalive"  # the stream was quiet for ``keepalive_s``
     SHUTDOWN = "shutdown"  # the server is stopping: end the response now
-    REDIS_LOST = "redis_lost"  # Redis failed: end the response now
+    REDIS_LOST = "redis_lost"  # Redis stayed away: end the response now
 
 
 async def follow_generation(
@@ -122,18 +113,28 @@ async def follow_generation(
     generation_id: str,
     after: str | None,
     keepalive_s: float,
-    watchdog: Watchdog,
     shutting_down: asyncio.Event,
-) -> AsyncIterator[list[Event] | Signal]:
+) -> AsyncGenerator[list[Event] | Signal, None]:
     """One generation's events from just after entry ``after`` to its terminal event, in
-    order and each once, as batches (what was waiting is sent together); ``Signal``s in
-    between. Any response format (this module's SSE, the OpenAI API's chunks) reads this."""
+    order and each once, as batches (what was waiting comes together), with ``Signal``s in
+    between. Every response format (this module's SSE, the OpenAI API's chunks) reads it."""
     metrics.ACTIVE_STREAMS.inc()
+
+    async def replay(after: str | None) -> list[Event]:
+        # Redis away (restarting, failing over): wait for it, keeping the client connected.
+        deadline = asyncio.get_running_loop().time() + REDIS_PATIENCE_S
+        while True:
+            try:
+                return await read_events(redis, generation_id, after=after)
+            except RedisError:
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise
+                await asyncio.sleep(1.0)
+
     try:
         async with hub.subscribe(generation_id) as subscription:
             last = after
-            pending = await read_events(redis, generation_id, after=last)
-            quiet_since = last_write = time.monotonic()
+            pending = await replay(last)
             while True:
                 if pending:
                     unique = {e.entry_id: e for e in pending}.values()
@@ -148,44 +149,38 @@ async def follow_generation(
                     if fresh:
                         yield fresh
                         last = fresh[-1].entry_id
-                        last_write = time.monotonic()
-                        quiet_since = time.monotonic()
                         if any(e.terminal for e in fresh):
                             return
                     pending = []
-                wait = min(keepalive_s, watchdog.interval_s)
                 get = asyncio.ensure_future(subscription.queue.get())
                 stop = asyncio.ensure_future(shutting_down.wait())
-                done, _ = await asyncio.wait(
-                    {get, stop}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
-                )
-                for task in (get, stop):
-                    if task not in done:
-                        task.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await task
+                try:
+                    done, _ = await asyncio.wait(
+                        {get, stop}, timeout=keepalive_s, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    # Also when the client left (this generator is cancelled): no task is
+                    # left pending to be destroyed.
+                    for task in (get, stop):
+                        if not task.done():
+                            task.cancel()
+                            with contextlib.suppress(asyncio.CancelledError):
+                                await task
                 if stop in done:
                     yield Signal.SHUTDOWN
                     return
                 if get not in done:
-                    now = time.monotonic()
-                    if now - last_write >= keepalive_s:
-                        yield Signal.KEEPALIVE
-                        last_write = now
-                    quiet_s = now - quiet_since
-                    if quiet_s >= watchdog.interval_s:
-                        await watchdog.check(quiet_s)
-                        pending = await read_events(redis, generation_id, after=last)
+                    yield Signal.KEEPALIVE
                     continue
                 item = get.result()
                 if item is RESYNC:
-                    pending = await read_events(redis, generation_id, after=last)
+                    pending = await replay(last)
                     continue
                 pending = [item]
                 while not subscription.queue.empty():
                     more = subscription.queue.get_nowait()
                     if more is RESYNC:
-                        pending += await read_events(redis, generation_id, after=last)
+                        pending += await replay(last)
                     else:
                         pending.append(more)
     except RedisError as exc:
@@ -210,21 +205,21 @@ async def stream_generation(
     generation_id: str,
     after: str | None,
     keepalive_s: float,
-    watchdog: Watchdog,
     shutting_down: asyncio.Event,
 ) -> AsyncIterator[bytes]:
     """SSE bytes of one generation from just after entry ``after`` to its terminal event."""
-    async for item in follow_generation(
+    events = follow_generation(
         redis=redis,
         hub=hub,
         generation_id=generation_id,
         after=after,
         keepalive_s=keepalive_s,
-        watchdog=watchdog,
         shutting_down=shutting_down,
-    ):
-        if isinstance(item, Signal):
-            yield SIGNAL_FRAMES[item]
-        else:
-            for chunk in _render(generation_id, item):
-                yield chunk
+    )
+    async with contextlib.aclosing(events):  # closing this stream closes the subscription
+        async for item in events:
+            if isinstance(item, Signal):
+                yield SIGNAL_FRAMES[item]
+            else:
+                for chunk in _render(generation_id, item):
+                    yield chunk

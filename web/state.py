@@ -17,9 +17,11 @@ from shared.settings import Settings
 
 if TYPE_CHECKING:
     from celery import Celery
+    from redis import Redis as SyncRedis
     from redis.asyncio import Redis
 
-    from shared.tokenhub import TokenHub
+    from shared.generations.lifecycle import Lifecycle
+    from web.tokenhub import TokenHub
 
 T = TypeVar("T")
 
@@ -34,6 +36,9 @@ class AppState:
     redis: Redis
     celery: Celery
     hub: TokenHub
+    #: For the life cycle, which runs in the thread pool.
+    sync_redis: SyncRedis
+    lifecycle: Lifecycle
     shutting_down: asyncio.Event = field(default_factory=asyncio.Event)
 
 

@@ -5,12 +5,12 @@ Shutdown (checked end to end in tests/e2e/test_ops.py):
   generation finish, then exits 0.
 - When a prefork child dies mid-generation (killed, out of memory), its job is rejected
   (``acks_late`` + ``reject_on_worker_lost``) and goes back to the queue at once; the
-  next attempt sends ``restart`` (clients drop the partial text) and starts over.
+  next child takes the generation over (``restart``, attempt + 1).
 - A worker killed outright (SIGKILL after a platform's grace period, e.g. Heroku's 30 s,
-  while a long answer still runs) leaves its job unacknowledged in Redis: it is delivered
-  again after the broker's visibility timeout, and a web process following the stream
-  fails the generation (``worker_lost``) after GENERATION_TIME_LIMIT_S + 60 s of silence,
-  whichever comes first. Give workers a stop grace period longer than an answer takes.
+  while a long answer still runs) stops beating: the web tier's sweep retries or ends its
+  generation within about 12 s (see ``shared.generations.lifecycle``). Its job, handed
+  out again after the broker's visibility timeout, then finds nothing to do. Give workers
+  a stop grace period longer than an answer takes.
 """
 
 from __future__ import annotations

@@ -25,7 +25,6 @@ import redis
 from shared.metrics import (
     COMPLETION_TOKENS,
     FETCH_SECONDS,
-    GENERATIONS,
     INTER_TOKEN,
     KEY_PREFIX,
     PAGES,
@@ -129,10 +128,9 @@ def token() -> None:
         recorder.token()
 
 
-def generation_ended(*, status: str, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
-    """``status``: done, cancelled or error."""
+def tokens_used(*, prompt_tokens: int, completion_tokens: int) -> None:
+    """The tokens a generation read and wrote (its end is counted by the life cycle)."""
     if (recorder := _current.get()) is not None:
-        recorder.count(GENERATIONS, recorder.kind, status)
         recorder.count(PROMPT_TOKENS, recorder.kind, n=prompt_tokens)
         recorder.count(COMPLETION_TOKENS, recorder.kind, n=completion_tokens)
 

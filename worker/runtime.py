@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 from dataclasses import dataclass
 
 import redis
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared import workers
 from shared.db import make_engine, make_sessionmaker
+from shared.generations.lifecycle import Lifecycle
 from shared.redisconn import sync_client
 from shared.settings import Settings, get_settings
-from shared.tokenbus import (
-    MODEL_ERROR_KEY,
-    WORKER_HEARTBEAT_S,
-    worker_gone,
-    worker_heartbeat,
-)
 from worker.engine import Engine, load_engine
 
 log = logging.getLogger(__name__)
@@ -36,23 +31,22 @@ class Runtime:
     engine: Engine
     sessions: sessionmaker[Session]
     redis: redis.Redis
+    lifecycle: Lifecycle
     worker_id: str
     stop: threading.Event
+    #: The generation this process runs now; its heartbeat keeps the ownership fresh.
+    current: str | None = None
 
 
 _runtime: Runtime | None = None
 _lock = threading.Lock()
 
 
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def load(settings: Settings | None = None) -> Runtime:
     """Load the model and open connections for this process (once)."""
     global _runtime
     with _lock:
-        if _runtime is not None and _runtime.worker_id == worker_id():
+        if _runtime is not None and _runtime.worker_id == workers.this_process_id():
             return _runtime
         settings = settings or get_settings()
         client = sync_client(settings)
@@ -61,18 +55,20 @@ def load(settings: Settings | None = None) -> Runtime:
         except Exception as exc:
             # Tell the web tier why no worker can answer; it shows this in its 503.
             try:
-                client.set(MODEL_ERROR_KEY, f"{type(exc).__name__}: {exc}"[:500], ex=60)
+                client.set(workers.MODEL_ERROR_KEY, f"{type(exc).__name__}: {exc}"[:500], ex=60)
             finally:
                 log.exception("could not load the model %s", settings.model)
             raise
-        client.delete(MODEL_ERROR_KEY)
+        client.delete(workers.MODEL_ERROR_KEY)
         db = make_engine(settings.sqlalchemy_url, pool_size=2, max_overflow=2)
+        sessions = make_sessionmaker(db)
         runtime = Runtime(
             settings=settings,
             engine=engine,
-            sessions=make_sessionmaker(db),
+            sessions=sessions,
             redis=client,
-            worker_id=worker_id(),
+            lifecycle=Lifecycle(settings=settings, sessions=sessions, redis=client),
+            worker_id=workers.this_process_id(),
             stop=threading.Event(),
         )
         threading.Thread(target=_beat, args=(runtime,), name="heartbeat", daemon=True).start()
@@ -83,7 +79,9 @@ def load(settings: Settings | None = None) -> Runtime:
 
 def get() -> Runtime:
     """This process's runtime, loading it on first use."""
-    return _runtime if _runtime is not None and _runtime.worker_id == worker_id() else load()
+    if _runtime is not None and _runtime.worker_id == workers.this_process_id():
+        return _runtime
+    return load()
 
 
 def shutdown() -> None:
@@ -94,7 +92,7 @@ def shutdown() -> None:
         return
     runtime.stop.set()
     try:
-        worker_gone(runtime.redis, worker_id=runtime.worker_id)
+        workers.gone(runtime.redis, worker_id=runtime.worker_id)
     except redis.RedisError:
         log.warning("could not remove the worker heartbeat")
 
@@ -103,7 +101,13 @@ def _beat(runtime: Runtime) -> None:
     info = {"model": runtime.engine.model_name, "pid": os.getpid()}
     while not runtime.stop.is_set():
         try:
-            worker_heartbeat(runtime.redis, worker_id=runtime.worker_id, info=info)
+            workers.heartbeat(
+                runtime.redis,
+                worker_id=runtime.worker_id,
+                info=info,
+                generation_id=runtime.current,
+                owner_ttl_s=int(runtime.settings.generation_time_limit_s) + 600,
+            )
         except redis.RedisError as exc:
             log.warning("worker heartbeat failed: %s", exc)
-        runtime.stop.wait(WORKER_HEARTBEAT_S)
+        runtime.stop.wait(workers.WORKER_HEARTBEAT_S)

@@ -96,6 +96,11 @@ class ConversationRepository:
         )
         return list(reversed(self.session.scalars(query).all()))
 
+    def for_generation(self, generation_id: uuid.UUID) -> Conversation | None:
+        """The answer a generation saved, if any."""
+        query = select(Conversation).where(Conversation.generation_id == generation_id)
+        return self.session.scalars(query).first()
+
     def add(self, message: Conversation) -> Conversation:
         self.session.add(message)
         self.session.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import datetime
 from typing import Any
@@ -11,8 +12,31 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import Base, UTCDateTime, new_id, utcnow
 
-ACTIVE_STATUSES = ("queued", "running")
-FINAL_STATUSES = ("done", "cancelled", "error")
+
+class Status(enum.StrEnum):
+    """Where a generation is in its life: queued -> running -> done / cancelled / error.
+    Only ``shared.generations.lifecycle`` moves a generation from one to another."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    CANCELLED = "cancelled"
+    ERROR = "error"
+
+
+class FinishReason(enum.StrEnum):
+    """Why an answer ended (the ``finish_reason`` of the ``done`` event)."""
+
+    STOP = "stop"  # the model ended its turn
+    LENGTH = "length"  # MAX_NEW_TOKENS reached
+    DEADLINE = "deadline"  # GENERATION_TIME_LIMIT_S reached
+    CANCELLED = "cancelled"  # POST /conversations/stop
+    ABANDONED = "abandoned"  # nobody listened for STREAM_GRACE_S (or its worker died then)
+    INTERRUPTED = "interrupted"  # the token bus (Redis) was lost: the partial answer is kept
+
+
+ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+FINAL_STATUSES = (Status.DONE, Status.CANCELLED, Status.ERROR)
 
 
 class Generation(Base):
@@ -38,7 +62,7 @@ class Generation(Base):
         Uuid, ForeignKey("conversations.id", ondelete="SET NULL", use_alter=True), default=None
     )
     kind: Mapped[str] = mapped_column(String(16), default="chat")
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=Status.QUEUED)
     model: Mapped[str] = mapped_column(String(255), default="")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error_code: Mapped[str | None] = mapped_column(String(64), default=None)

@@ -8,10 +8,10 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from shared.generations.models import ACTIVE_STATUSES, Generation
+from shared.generations.models import ACTIVE_STATUSES, Generation, Status
 
 
 class GenerationRepository:
@@ -32,16 +32,38 @@ class GenerationRepository:
         self.session.flush()
         return generation
 
-    def transition(self, generation_id: uuid.UUID, *, from_: Iterable[str], **values: Any) -> bool:
-        """Set ``values`` if the status is one of ``from_``; True if this call did it."""
+    def transition(
+        self,
+        generation_id: uuid.UUID,
+        *,
+        from_: Iterable[str],
+        attempt: int | None = None,
+        **values: Any,
+    ) -> bool:
+        """Set ``values`` if the status is one of ``from_`` (and, given ``attempt``, the
+        generation is still on that attempt); True if this call did it."""
+        query = update(Generation).where(
+            Generation.id == generation_id, Generation.status.in_(tuple(from_))
+        )
+        if attempt is not None:
+            query = query.where(Generation.attempts == attempt)
         result = self.session.execute(
-            update(Generation)
-            .where(Generation.id == generation_id, Generation.status.in_(tuple(from_)))
-            .values(**values)
-            .execution_options(synchronize_session=False)
+            query.values(**values).execution_options(synchronize_session=False)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    def stale_active(self) -> list[Generation]:
-        query = select(Generation).where(Generation.status.in_(ACTIVE_STATUSES))
+    def active(self) -> list[Generation]:
+        """Every queued or running generation, oldest first."""
+        query = (
+            select(Generation)
+            .where(Generation.status.in_(ACTIVE_STATUSES))
+            .order_by(Generation.created_at)
+        )
         return list(self.session.scalars(query).all())
+
+    def queued_before(self, generation: Generation) -> int:
+        """How many generations wait ahead of ``generation`` in the queue."""
+        query = select(func.count()).where(
+            Generation.status == Status.QUEUED, Generation.created_at < generation.created_at
+        )
+        return int(self.session.scalar(query) or 0)

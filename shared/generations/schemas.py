@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from shared.generations.models import Generation
+from sqlalchemy.orm import Session
+
+from shared.chats.repository import ConversationRepository
+from shared.chats.schemas import ConversationOut
+from shared.generations.models import FinishReason, Generation, Status
 
 
 def _ms(start: datetime | None, end: datetime | None) -> float | None:
@@ -46,4 +50,26 @@ def timings(generation: Generation) -> dict[str, float | None]:
         "ttft_ms": _ms(generation.started_at, generation.first_token_at),
         "total_ms": _ms(generation.created_at, generation.finished_at),
         "tokens_per_s": tokens_per_s,
+    }
+
+
+def terminal_event(
+    session: Session, generation: Generation, *, reason: FinishReason | None = None
+) -> tuple[Literal["done", "error"], dict[str, Any]]:
+    """The ``done`` or ``error`` event that ends a finished generation's stream, built from
+    the database (so it can be written again if the stream lost it)."""
+    if generation.status == Status.ERROR:
+        error = {"code": generation.error_code or "generation_failed", "message": generation.error}
+        return "error", {"error": error}
+    message = ConversationRepository(session).for_generation(generation.id)
+    saved = ConversationOut.model_validate(message).model_dump(mode="json") if message else None
+    if reason is None and generation.status == Status.CANCELLED:
+        reason = FinishReason.CANCELLED
+    return "done", {
+        "generation_id": str(generation.id),
+        "status": generation.status,
+        "finish_reason": reason,
+        "message": saved,
+        "usage": usage(generation),
+        "timings": timings(generation),
     }

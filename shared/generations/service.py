@@ -1,30 +1,21 @@
-"""Starting, attaching to and ending generations."""
+"""Queries behind the life cycle's start: which question a new generation answers."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.chats.repository import ConversationRepository
-from shared.chats.service import get_chat
 from shared.db import utcnow
 from shared.errors import Conflict
-from shared.generations.models import ACTIVE_STATUSES, Generation
+from shared.generations.models import Generation, Status
 from shared.generations.repository import GenerationRepository
 
 
-@dataclass(frozen=True)
-class Started:
-    """The generation a stream request follows, and whether this request created it."""
-
-    generation: Generation
-    created: bool
-
-
-def start_or_attach(
+def new_generation(
     session: Session,
     *,
     chat_id: uuid.UUID,
@@ -32,24 +23,19 @@ def start_or_attach(
     model: str,
     regenerate: bool,
     request_id: str | None,
-) -> Started:
-    """Attach to the chat's running generation, or queue a new one for its last question.
-
-    Raises ``NotFound`` for a missing chat and ``Conflict`` when there is nothing to answer.
-    The caller commits before enqueueing the job.
-    """
-    get_chat(session, chat_id=chat_id)
-    generations = GenerationRepository(session)
-    if (active := generations.active_for_chat(chat_id)) is not None:
-        return Started(active, created=False)
+    params: dict[str, Any] | None = None,
+) -> Generation | None:
+    """Queue a generation for the chat's last Human message. ``Conflict`` when there is
+    nothing to answer; None when another request queued one a moment ago (the
+    one-active-generation-per-chat index said no)."""
     messages = ConversationRepository(session)
     latest = messages.latest(chat_id)
     if latest is None:
         raise Conflict(f"chat {chat_id} has no messages: post a Human message first")
     if latest.role != "Human" and not regenerate:
         raise Conflict(
-            f"the last message of chat {chat_id} is already answered: post a Human message "
-            "or ask again with ?regenerate=true"
+            f"the last message of chat {chat_id} is already answered: post a Human "
+            "message or ask again with ?regenerate=true"
         )
     question = latest if latest.role == "Human" else messages.latest_human(chat_id)
     if question is None:
@@ -58,58 +44,15 @@ def start_or_attach(
         chat_id=chat_id,
         question_id=question.id,
         kind=kind,
-        status="queued",
+        status=Status.QUEUED,
         model=model,
         request_id=request_id,
+        params=params,
         created_at=utcnow(),
     )
     try:
         with session.begin_nested():
-            generations.add(generation)
+            GenerationRepository(session).add(generation)
     except IntegrityError:
-        # Another request queued one for this chat a moment ago: follow that one.
-        if (active := generations.active_for_chat(chat_id)) is not None:
-            return Started(active, created=False)
-        raise
-    return Started(generation, created=True)
-
-
-def find_for_resume(
-    session: Session, *, chat_id: uuid.UUID, generation_id: uuid.UUID
-) -> Generation | None:
-    """The generation a ``Last-Event-ID`` names, if it belongs to this chat."""
-    generation = GenerationRepository(session).get(generation_id)
-    if generation is None or generation.chat_id != chat_id:
         return None
     return generation
-
-
-def active_for_chat(session: Session, *, chat_id: uuid.UUID) -> Generation | None:
-    get_chat(session, chat_id=chat_id)
-    return GenerationRepository(session).active_for_chat(chat_id)
-
-
-def fail(
-    session: Session,
-    *,
-    generation_id: uuid.UUID,
-    code: str,
-    message: str,
-    from_: tuple[str, ...] = ACTIVE_STATUSES,
-) -> bool:
-    """Mark an active generation as failed; False if it had already moved on."""
-    return GenerationRepository(session).transition(
-        generation_id,
-        from_=from_,
-        status="error",
-        error_code=code,
-        error=message,
-        finished_at=utcnow(),
-    )
-
-
-def cancel_queued(session: Session, *, generation_id: uuid.UUID) -> bool:
-    """Cancel a generation no worker has started; False if one already has."""
-    return GenerationRepository(session).transition(
-        generation_id, from_=("queued",), status="cancelled", finished_at=utcnow()
-    )

@@ -270,7 +270,7 @@ def assert_answered(got: Received) -> dict[str, Any]:
     """The stream is generation, sources, tokens, done; returns the ``done`` payload."""
     assert got.status == 200, got.body
     names = [e.event for e in got.events]
-    assert names[0] == "generation" and names[-1] == "done", names
+    assert names[:2] == ["queue", "generation"] and names[-1] == "done", names
     assert names.count("sources") == 1 and "error" not in names
     assert "message" in names, "no tokens were streamed"
     assert names.index("sources") < names.index("message")  # sources before the first token
@@ -398,8 +398,8 @@ def test_search_failure_is_an_error_event_and_no_answer(
     got = ask(base, chat_id)
 
     assert got.status == 200
-    # The web tier's "queued" generation event, the worker's "running" one, then the error.
-    assert [e.event for e in got.events] == ["generation", "generation", "error"]
+    # The web tier's queue position, the worker's "running" generation event, the error.
+    assert [e.event for e in got.events] == ["queue", "generation", "error"]
     error = json.loads(got.events[-1].data)["error"]
     assert error["code"] == code
     assert serpapi_error in error["message"] and f"HTTP {status}" in error["message"]

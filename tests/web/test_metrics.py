@@ -16,9 +16,9 @@ import redis
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.metrics import FAMILIES, queue_keys
+from shared.metrics import FAMILIES, count_generation_ended, queue_keys
 from shared.queue import make_celery
-from shared.tokenbus import WORKERS_KEY
+from shared.workers import WORKERS_KEY
 from tests.conftest import app_client, make_settings
 from web.app import create_app
 from web.metrics import render
@@ -83,9 +83,10 @@ async def test_a_generation_is_written_once_and_rendered(
             for gap in (0.004, 0.015, 0.015, 2.0):
                 clock.now += gap
                 worker_metrics.token()
-            worker_metrics.generation_ended(status="done", prompt_tokens=30, completion_tokens=5)
+            worker_metrics.tokens_used(prompt_tokens=30, completion_tokens=5)
             if attempt == 1:  # nothing reaches Redis before the generation ends
                 assert not list(sync.scan_iter(f"{prefix}*"))
+        count_generation_ended(sync, kind="internet", status="done", prefix=prefix)
     worker_metrics.token()  # outside a generation: ignored
 
     got = samples((await render(aclient, prefix=prefix, queue=f"q-{prefix}")).decode())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,8 @@ from shared.db import make_engine, make_sessionmaker
 from shared.generations.models import Generation
 from shared.generations.params import GenerationParams, sampling_overrides, system_prompt
 from shared.settings import Settings
-from shared.tokenbus import read_events, worker_gone, worker_heartbeat
+from shared.tokenbus import read_events
+from shared.workers import WORKER_STALE_S, WORKERS_KEY, gone, heartbeat
 from tests.conftest import app_client, make_settings
 from web.openai_format import CompletionRequest
 
@@ -32,10 +34,24 @@ def worker() -> Iterator[str]:
     """A live worker as the web tier sees it: a heartbeat naming its model."""
     client = redis.Redis.from_url(os.environ["REDIS_URL"])
     worker_id = f"test-worker-{uuid.uuid4().hex[:8]}"
-    worker_heartbeat(client, worker_id=worker_id, info={"model": MODEL, "pid": 1})
+    heartbeat(
+        client, worker_id=worker_id, info={"model": MODEL}, generation_id=None, owner_ttl_s=60
+    )
     yield worker_id
-    worker_gone(client, worker_id=worker_id)
+    gone(client, worker_id=worker_id)
     client.close()
+
+
+def fading_worker(seconds: float) -> str:
+    """A worker that beat long enough ago to count as alive for ``seconds`` more."""
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    worker_id = f"test-worker-{uuid.uuid4().hex[:8]}"
+    heartbeat(
+        client, worker_id=worker_id, info={"model": MODEL}, generation_id=None, owner_ttl_s=60
+    )
+    client.zadd(WORKERS_KEY, {worker_id: time.time() - WORKER_STALE_S + seconds})
+    client.close()
+    return worker_id
 
 
 def openai_error(response: httpx.Response, status: int) -> dict[str, Any]:
@@ -123,12 +139,11 @@ async def test_bad_bodies_are_openai_errors(client: httpx.AsyncClient, worker: s
     assert openai_error(response, 413)["param"] == "messages.0.content"
 
 
-async def test_request_becomes_a_chat_and_a_queued_generation(
-    settings: Settings, worker: str
-) -> None:
+async def test_request_becomes_a_chat_and_a_queued_generation(settings: Settings) -> None:
     """Messages are saved as a chat, system messages and sampling fields as the
     generation's params (max_tokens capped at MAX_NEW_TOKENS), and the job is queued."""
-    # No worker takes the job: after QUEUE_TIMEOUT_S the stream ends with an error chunk.
+    # The worker is gone before it takes the job: once no worker has lived for
+    # QUEUE_TIMEOUT_S, the sweep ends the answer and the stream ends with an error chunk.
     settings = settings.model_copy(update={"max_new_tokens": 64, "queue_timeout_s": 1.0})
     payload = body(
         messages=[
@@ -146,6 +161,7 @@ async def test_request_becomes_a_chat_and_a_queued_generation(
         stream=True,
     )
     async with app_client(settings) as client:
+        fading_worker(seconds=2.0)
         response = await client.post("/v1/chat/completions", json=payload)
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -196,7 +212,7 @@ async def test_request_becomes_a_chat_and_a_queued_generation(
     client_redis = redis.asyncio.Redis.from_url(os.environ["REDIS_URL"])
     bus = await read_events(client_redis, generation_id)
     await client_redis.aclose()
-    assert [e.type for e in bus] == ["generation", "error"]
+    assert [e.type for e in bus] == ["queue", "error"]
 
 
 async def test_unknown_last_event_id_is_404(client: httpx.AsyncClient, worker: str) -> None:

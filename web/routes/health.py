@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from shared.tokenbus import MODEL_ERROR_KEY, live_workers
+from shared.workers import live_workers, model_error
 from web import metrics
 from web.http import api
 from web.state import app_state, run_db
@@ -83,8 +83,7 @@ async def readyz(request: Request) -> JSONResponse:
         reason = "no worker with a loaded model has checked in"
         if answering:
             reason += "; a Celery worker answers ping, but it has no model loaded"
-            if model_error := await state.redis.get(MODEL_ERROR_KEY):
-                message = model_error.decode() if isinstance(model_error, bytes) else model_error
+            if message := await model_error(state.redis):
                 reason += f" ({message})"
         else:
             reason += "; no Celery worker answers ping"

@@ -15,10 +15,11 @@ with the sampling fields (``temperature``, ``top_p``, ``max_tokens`` capped at
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -26,33 +27,34 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from shared import workers
 from shared.chats.models import Conversation
 from shared.chats.repository import ConversationRepository
 from shared.chats.schemas import ChatCreate
-from shared.chats.service import create_chat
+from shared.chats.service import create_chat, delete_chat
 from shared.db import utcnow
 from shared.errors import (
     BadRequest,
     ChatbotError,
     NotFound,
+    NoWorker,
     PayloadTooLarge,
     ServiceUnavailable,
 )
-from shared.generations import service
+from shared.generations.models import FINAL_STATUSES
 from shared.generations.params import GenerationParams
 from shared.generations.repository import GenerationRepository
-from shared.generations.schemas import generation_info
 from shared.logs import request_id_var
-from shared.queue import enqueue_generation
-from shared.tokenbus import AsyncTokenWriter, Event, live_worker_models, mark_seen
+from shared.tokenbus import Event
 from web import openai_format as fmt
 from web.http import api, parse_body
-from web.routes.inference import SSE_HEADERS, _end_if_stuck, _require_worker
-from web.sse import Signal, Watchdog, follow_generation, parse_last_event_id
+from web.routes.inference import SSE_HEADERS
+from web.sse import Signal, follow_generation, parse_last_event_id
 from web.state import AppState, app_state, run_db, run_in_session
 
 ROLES = {"user": "Human", "assistant": "Assistant"}
@@ -72,55 +74,43 @@ class StreamLost(ServiceUnavailable):
     code = "worker_lost"
 
 
+def _save_chat(session: Session, *, name: str, turns: list[tuple[str, str]]) -> uuid.UUID:
+    chat = create_chat(session, data=ChatCreate(name=name))
+    messages = ConversationRepository(session)
+    base = utcnow()
+    for index, (role, text) in enumerate(turns):
+        at = base + timedelta(microseconds=index)  # keeps the request's order
+        messages.add(
+            Conversation(chat_id=chat.id, role=role, message=text, created_at=at, updated_at=at)
+        )
+    return chat.id
+
+
 async def start_completion(
     state: AppState,
     *,
     name: str,
     turns: list[tuple[str, str]],
     params: GenerationParams,
-    model: str,
     request_id: str | None,
-) -> str:
-    """Save ``turns`` as a new chat and queue its answer; returns the generation id.
-
-    The one place this module starts generations: the same rows, bus event and queue as
-    ``/conversations/inference``.
-    """
-
-    def work(session: Session) -> dict[str, Any]:
-        chat = create_chat(session, data=ChatCreate(name=name))
-        messages = ConversationRepository(session)
-        base = utcnow()
-        for index, (role, text) in enumerate(turns):
-            at = base + timedelta(microseconds=index)  # keeps the request's order
-            messages.add(
-                Conversation(chat_id=chat.id, role=role, message=text, created_at=at, updated_at=at)
-            )
-        started = service.start_or_attach(
-            session,
-            chat_id=chat.id,
+) -> uuid.UUID:
+    """Save ``turns`` as a new chat and queue its answer through the life cycle (the same
+    start as ``/conversations/inference``); returns the generation id."""
+    chat_id = await run_in_session(state.sessions, lambda s: _save_chat(s, name=name, turns=turns))
+    try:
+        started = await run_in_threadpool(
+            state.lifecycle.start,
+            chat_id=chat_id,
             kind="chat",
-            model=model,
             regenerate=False,
             request_id=request_id,
+            params=params.to_column(),
         )
-        started.generation.params = params.to_column()
-        session.flush()
-        return {"id": str(started.generation.id), "info": generation_info(started.generation)}
-
-    started = await run_in_session(state.sessions, work)
-    generation_id: str = started["id"]
-    settings = state.settings
-    await mark_seen(state.redis, [generation_id], grace_s=settings.stream_grace_s)
-    writer = AsyncTokenWriter(state.redis, generation_id, ttl_s=settings.stream_ttl_s)
-    await writer.append("generation", started["info"])
-    enqueue_generation(
-        state.celery,
-        generation_id=generation_id,
-        request_id=request_id,
-        expires_s=settings.queue_timeout_s,
-    )
-    return generation_id
+    except ChatbotError:
+        # Nothing will answer it (the last worker left a moment ago): leave no trace.
+        await run_in_session(state.sessions, lambda s: delete_chat(s, chat_id=chat_id))
+        raise
+    return started.generation_id
 
 
 def _checked_text(text: str, *, field: str, max_bytes: int) -> str:
@@ -168,19 +158,15 @@ def _chat_name(turns: list[tuple[str, str]]) -> str:
     return f"openai: {name}"[:255]
 
 
-def _follow(state: AppState, generation_id: str, after: str | None) -> AsyncIterator[Any]:
-    gid = uuid.UUID(generation_id)
-
-    async def check(quiet_s: float) -> None:
-        await _end_if_stuck(state, gid, quiet_s)
-
+def _follow(
+    state: AppState, generation_id: str, after: str | None
+) -> AsyncGenerator[list[Event] | Signal, None]:
     return follow_generation(
         redis=state.redis,
         hub=state.hub,
         generation_id=generation_id,
         after=after,
         keepalive_s=state.settings.keepalive_s,
-        watchdog=Watchdog(check=check, interval_s=min(1.0, state.settings.queue_timeout_s / 4)),
         shutting_down=state.shutting_down,
     )
 
@@ -220,87 +206,99 @@ async def _chunks(
         "model": body.model,
         "include_usage": body.include_usage,
     }
-    role_sent = after is not None
-    text_sent = after is not None
-    async for item in _follow(state, generation_id, after):
-        if item is Signal.KEEPALIVE:
-            yield KEEPALIVE_LINE
-            continue
-        if isinstance(item, Signal):
-            code, message = SIGNAL_ERRORS[item]
-            yield _sse(fmt.error_body(status=503, code=code, message=message), None)
-            return
-        pending: list[str] = []
-        pending_id = ""
-        for event in item:
-            if event.type == "token":
-                pending.append(event.data)
-                pending_id = f"{generation_id}:{event.entry_id}"
+    role_sent = text_sent = after is not None
+    async with contextlib.aclosing(_follow(state, generation_id, after)) as events:
+        async for item in events:
+            if item is Signal.KEEPALIVE:
+                yield KEEPALIVE_LINE
                 continue
+            if isinstance(item, Signal):
+                code, message = SIGNAL_ERRORS[item]
+                yield _sse(fmt.error_body(status=503, code=code, message=message), None)
+                return
+            pending: list[str] = []
+            pending_id = ""
+            for event in item:
+                event_id = f"{generation_id}:{event.entry_id}"
+                if not role_sent:  # the stream's first event (``queue``) opens the message
+                    delta = {"role": "assistant", "content": ""}
+                    yield _sse(fmt.chunk(delta=delta, **shape), event_id)
+                    role_sent = True
+                if event.type == "token":
+                    pending.append(event.data)
+                    pending_id = event_id
+                    continue
+                if pending:
+                    yield _sse(fmt.chunk(delta={"content": "".join(pending)}, **shape), pending_id)
+                    text_sent, pending = True, []
+                if event.type == "restart" and text_sent:
+                    # A worker died mid-answer and the job starts over: an OpenAI client
+                    # cannot take text back, so this stream ends (the chat API's goes on).
+                    lost = StreamLost("the worker was lost mid-answer; send the request again")
+                    yield _sse(
+                        fmt.error_body(status=503, code=lost.code, message=lost.message), None
+                    )
+                    return
+                if event.type == "done":
+                    done = event.json()
+                    finish = fmt.finish_reason(done)
+                    yield _sse(fmt.chunk(delta={}, finish=finish, **shape), event_id)
+                    if body.include_usage:
+                        yield _sse(fmt.chunk(usage=done.get("usage"), **shape), event_id)
+                    yield DONE
+                    return
+                if event.type == "error":
+                    yield _sse(_failure(event)[1], event_id)
+                    return
             if pending:
                 yield _sse(fmt.chunk(delta={"content": "".join(pending)}, **shape), pending_id)
-                text_sent, pending = True, []
-            event_id = f"{generation_id}:{event.entry_id}"
-            if event.type == "generation" and not role_sent:
-                yield _sse(fmt.chunk(delta={"role": "assistant", "content": ""}, **shape), event_id)
-                role_sent = True
-            elif event.type == "restart" and text_sent:
-                # A worker died mid-answer and the job starts over: an OpenAI client cannot
-                # take text back, so this stream ends; the chat API's stream goes on.
-                lost = StreamLost("the worker was lost mid-answer; send the request again")
-                yield _sse(fmt.error_body(status=503, code=lost.code, message=lost.message), None)
-                return
-            elif event.type == "done":
-                done = event.json()
-                finish = fmt.finish_reason(done)
-                yield _sse(fmt.chunk(delta={}, finish=finish, **shape), event_id)
-                if body.include_usage:
-                    yield _sse(fmt.chunk(usage=done.get("usage"), **shape), event_id)
-                yield DONE
-                return
-            elif event.type == "error":
-                yield _sse(_failure(event)[1], event_id)
-                return
-        if pending:
-            yield _sse(fmt.chunk(delta={"content": "".join(pending)}, **shape), pending_id)
-            text_sent = True
+                text_sent = True
 
 
 async def _collect(
     state: AppState, *, generation_id: str, body: fmt.CompletionRequest, created: int
 ) -> JSONResponse:
     pieces: list[str] = []
-    async for item in _follow(state, generation_id, None):
-        if item is Signal.KEEPALIVE:
-            continue
-        if isinstance(item, Signal):
-            code, message = SIGNAL_ERRORS[item]
-            return JSONResponse(fmt.error_body(status=503, code=code, message=message), 503)
-        for event in item:
-            if event.type == "token":
-                pieces.append(event.data)
-            elif event.type == "restart":
-                pieces.clear()
-            elif event.type == "error":
-                status, failure = _failure(event)
-                return JSONResponse(failure, status_code=status)
-            elif event.type == "done":
-                done = event.json()
-                saved = done.get("message") or {}
-                data = fmt.completion(
-                    completion_id=f"chatcmpl-{generation_id}",
-                    created=created,
-                    model=body.model,
-                    text=saved.get("message", "".join(pieces)),
-                    finish=fmt.finish_reason(done),
-                    usage=done.get("usage") or {},
-                )
-                return JSONResponse(data)
+    async with contextlib.aclosing(_follow(state, generation_id, None)) as events:
+        async for item in events:
+            if item is Signal.KEEPALIVE:
+                continue
+            if isinstance(item, Signal):
+                code, message = SIGNAL_ERRORS[item]
+                return JSONResponse(fmt.error_body(status=503, code=code, message=message), 503)
+            for event in item:
+                if event.type == "token":
+                    pieces.append(event.data)
+                elif event.type == "restart":
+                    pieces.clear()
+                elif event.type == "error":
+                    status, failure = _failure(event)
+                    return JSONResponse(failure, status_code=status)
+                elif event.type == "done":
+                    done = event.json()
+                    saved = done.get("message") or {}
+                    data = fmt.completion(
+                        completion_id=f"chatcmpl-{generation_id}",
+                        created=created,
+                        model=body.model,
+                        text=saved.get("message", "".join(pieces)),
+                        finish=fmt.finish_reason(done),
+                        usage=done.get("usage") or {},
+                    )
+                    return JSONResponse(data)
     raise ServiceUnavailable("the answer's stream ended without a result")
 
 
-def _known_generation(session: Session, generation_id: uuid.UUID) -> bool:
-    return GenerationRepository(session).get(generation_id) is not None
+def _generation_status(session: Session, generation_id: uuid.UUID) -> str | None:
+    generation = GenerationRepository(session).get(generation_id)
+    return None if generation is None else str(generation.status)
+
+
+async def _no_worker(state: AppState) -> NoWorker:
+    reason = await workers.model_error(state.redis)
+    if reason:
+        return NoWorker(f"no model is available: the workers could not load it ({reason})")
+    return NoWorker("no worker is running to answer: start one with 'chatbot worker'")
 
 
 async def _completions(request: Request) -> Response:
@@ -311,14 +309,18 @@ async def _completions(request: Request) -> Response:
     resume = parse_last_event_id(request.headers.get("last-event-id"))
     if resume is not None and body.stream:
         resumed, after = resume
-        if not await run_db(request, lambda s: _known_generation(s, resumed)):
+        status = await run_db(request, lambda s: _generation_status(s, resumed))
+        if status is None:
             raise NotFound(f"the stream {resumed} named by Last-Event-ID does not exist")
+        if status in FINAL_STATUSES:
+            # A stream that lost its ending (Redis restarted) gets it back from the database.
+            await run_in_threadpool(state.lifecycle.ensure_terminal, resumed)
         chunks = _chunks(state, generation_id=str(resumed), after=after, body=body, created=created)
         return StreamingResponse(chunks, media_type="text/event-stream", headers=SSE_HEADERS)
 
-    models = await live_worker_models(state.redis)
+    models = await workers.live_models(state.redis)
     if not models:
-        await _require_worker(state)  # raises the 503 that says why
+        raise await _no_worker(state)
     if body.model not in models:
         raise ModelNotFound(
             f"the model {body.model!r} does not exist here; the workers serve: "
@@ -326,13 +328,14 @@ async def _completions(request: Request) -> Response:
             details=[{"field": "model"}],
         )
     turns = _turns(body, max_bytes=settings.max_message_bytes)
-    generation_id = await start_completion(
-        state,
-        name=_chat_name(turns),
-        turns=turns,
-        params=body.params(max_new_tokens=settings.max_new_tokens),
-        model=body.model,
-        request_id=request_id_var.get(),
+    generation_id = str(
+        await start_completion(
+            state,
+            name=_chat_name(turns),
+            turns=turns,
+            params=body.params(max_new_tokens=settings.max_new_tokens),
+            request_id=request_id_var.get(),
+        )
     )
     if body.stream:
         chunks = _chunks(state, generation_id=generation_id, after=None, body=body, created=created)
@@ -373,7 +376,7 @@ async def chat_completions(request: Request) -> Response:
 
 
 async def _models(request: Request) -> Response:
-    names = await live_worker_models(app_state(request).redis)
+    names = await workers.live_models(app_state(request).redis)
     return JSONResponse(fmt.model_list(names))
 
 

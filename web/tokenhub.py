@@ -2,7 +2,9 @@
 
 Thousands of open streams share one Redis connection: the hub subscribes to a generation's
 channel while at least one local client listens to it, and keeps the listener heartbeat
-(``seen`` key) fresh so workers know somebody still wants the tokens.
+(``seen`` key) fresh so workers know somebody still wants the tokens. Once per generation
+(not per listener) it also checks that a quiet stream has not lost its ending: a
+generation that ended while Redis was away gets its terminal event from the database.
 """
 
 from __future__ import annotations
@@ -10,19 +12,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from shared.tokenbus import Event, generation_from_channel, live_channel, mark_seen, parse_live
+from shared.tokenbus import Event, generation_from_channel, live_channel, parse_live, seen_pairs
 
 log = logging.getLogger(__name__)
 
 #: Put in a listener's queue when live delivery may have had a gap: re-read the stream.
 RESYNC = None
+#: A generation whose stream has been quiet this long is checked for a lost ending.
+QUIET_CHECK_S = 5.0
+
+
+async def mark_seen(client: aioredis.Redis, generation_ids: list[str], *, grace_s: float) -> None:
+    """Tell workers these generations have listeners, for ``grace_s`` more seconds."""
+    if not generation_ids:
+        return
+    async with client.pipeline(transaction=False) as pipe:
+        for key, px in seen_pairs(generation_ids, grace_s=grace_s):
+            pipe.set(key, "1", px=px)
+        await pipe.execute()
 
 
 @dataclass(eq=False)  # compared by identity, kept in sets
@@ -36,9 +51,17 @@ class Subscription:
 class TokenHub:
     """Fans one pub/sub connection out to every local listener."""
 
-    def __init__(self, client: aioredis.Redis, *, grace_s: float) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        grace_s: float,
+        check_quiet: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         self.client = client
         self.grace_s = grace_s
+        self.check_quiet = check_quiet
+        self._last_event: dict[str, float] = {}
         self._pubsub = client.pubsub()
         self._listeners: dict[str, set[Subscription]] = {}
         self._confirmed: dict[str, asyncio.Event] = {}
@@ -82,6 +105,7 @@ class TokenHub:
             first = generation_id not in self._listeners
             self._listeners.setdefault(generation_id, set()).add(subscription)
             if first:
+                self._last_event[generation_id] = time.monotonic()
                 confirmed = self._confirmed[channel] = asyncio.Event()
                 await self._pubsub.subscribe(channel)
             else:
@@ -100,6 +124,7 @@ class TokenHub:
                 subs.discard(subscription)
                 if not subs:
                     self._listeners.pop(generation_id, None)
+                    self._last_event.pop(generation_id, None)
                     self._confirmed.pop(channel, None)
                     with contextlib.suppress(RedisError, ConnectionError):
                         await self._pubsub.unsubscribe(channel)
@@ -127,7 +152,9 @@ class TokenHub:
             if message["type"] != "message" or channel == self._control:
                 continue
             event = parse_live(message["data"])
-            for subscription in self._listeners.get(generation_from_channel(channel), ()):
+            generation_id = generation_from_channel(channel)
+            self._last_event[generation_id] = time.monotonic()
+            for subscription in self._listeners.get(generation_id, ()):
                 subscription.queue.put_nowait(event)
 
     def _resync_all(self) -> None:
@@ -143,3 +170,18 @@ class TokenHub:
                 await mark_seen(self.client, self.listening, grace_s=self.grace_s)
             except (RedisError, ConnectionError, OSError) as exc:
                 log.warning("token hub heartbeat failed: %s", exc)
+            await self._check_quiet()
+
+    async def _check_quiet(self) -> None:
+        """Once per generation, however many listen: has a quiet stream lost its end?"""
+        if self.check_quiet is None:
+            return
+        now = time.monotonic()
+        for generation_id, last in list(self._last_event.items()):
+            if now - last < QUIET_CHECK_S:
+                continue
+            self._last_event[generation_id] = now
+            try:
+                await self.check_quiet(generation_id)
+            except Exception as exc:  # a check that fails is tried again later
+                log.warning("quiet-stream check of %s failed: %s", generation_id, exc)

@@ -1,0 +1,131 @@
+"""The worker's generation loop in-process, with the real model, database and Redis: the
+deadline and the stop flag end an answer with the right reason, keeping its text."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from shared import tokenbus, workers
+from shared.chats.models import Chat, Conversation
+from shared.db import make_engine, make_sessionmaker, transaction, utcnow
+from shared.generations.lifecycle import Lifecycle
+from shared.generations.models import Generation
+from shared.settings import Settings
+from tests.conftest import make_settings
+from worker.engine import load_engine
+from worker.generate import run_generation
+from worker.runtime import Runtime
+
+
+@pytest.fixture(scope="module")
+def engine_settings(model_settings: Settings) -> Settings:
+    return model_settings
+
+
+def _runtime(settings: Settings) -> Runtime:
+    sessions = make_sessionmaker(make_engine(settings.sqlalchemy_url))
+    client = redis.Redis.from_url(settings.redis_url)
+    return Runtime(
+        settings=settings,
+        engine=load_engine(settings),
+        sessions=sessions,
+        redis=client,
+        lifecycle=Lifecycle(
+            settings=settings, sessions=sessions, redis=client, enqueue=lambda *_: None
+        ),
+        worker_id=workers.this_process_id(),
+        stop=threading.Event(),
+    )
+
+
+@pytest.fixture
+def runtime_for(postgres_url: str, engine_settings: Settings, tmp_path: Path) -> Iterator[object]:
+    made: list[Runtime] = []
+
+    def make(**overrides: object) -> Runtime:
+        settings = make_settings(
+            tmp_path,
+            database_url=postgres_url,
+            data_dir=engine_settings.data_dir,
+            temperature=0.0,
+            max_new_tokens=40,
+            stream_grace_s=600,  # nobody listens here: keep the answer going
+            **overrides,
+        )
+        runtime = _runtime(settings)
+        made.append(runtime)
+        return runtime
+
+    yield make
+    for runtime in made:
+        runtime.redis.close()
+        runtime.sessions.kw["bind"].dispose()
+
+
+def _ask(runtime: Runtime) -> tuple[uuid.UUID, uuid.UUID]:
+    runtime.redis.zadd(workers.WORKERS_KEY, {runtime.worker_id: time.time()})
+    with transaction(runtime.sessions) as session:
+        chat = Chat(name="t", created_at=utcnow(), updated_at=utcnow())
+        session.add(chat)
+        session.flush()
+        session.add(
+            Conversation(
+                chat_id=chat.id,
+                role="Human",
+                message="Tell me a long story about a cat.",
+                created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        )
+        chat_id = chat.id
+    started = runtime.lifecycle.start(
+        chat_id=chat_id, kind="chat", regenerate=False, request_id=None
+    )
+    return chat_id, started.generation_id
+
+
+def _done(runtime: Runtime, gid: uuid.UUID) -> dict[str, object]:
+    events = tokenbus.events(runtime.redis, str(gid))
+    assert events[-1].type == "done", [e.type for e in events]
+    payload: dict[str, object] = events[-1].json()
+    return payload
+
+
+def test_the_deadline_ends_an_answer_keeping_its_text(runtime_for: object) -> None:
+    runtime = runtime_for(generation_time_limit_s=1e-6)  # type: ignore[operator]
+    _, gid = _ask(runtime)
+    run_generation(runtime, generation_id=str(gid))
+    done = _done(runtime, gid)
+    assert done["status"] == "done" and done["finish_reason"] == "deadline"
+    streamed = tokenbus.partial_text(tokenbus.events(runtime.redis, str(gid)))
+    assert streamed and done["message"]["message"] == streamed  # type: ignore[index]
+    with transaction(runtime.sessions) as session:
+        row = session.get(Generation, gid)
+        assert row is not None and row.status == "done" and row.completion_tokens >= 1
+
+
+def test_a_stop_before_the_first_token_saves_nothing(runtime_for: object) -> None:
+    runtime = runtime_for()  # type: ignore[operator]
+    _, gid = _ask(runtime)
+    tokenbus.request_cancel(runtime.redis, str(gid), ttl_s=60)
+    run_generation(runtime, generation_id=str(gid))
+    done = _done(runtime, gid)
+    assert done["status"] == "cancelled" and done["finish_reason"] == "cancelled"
+    assert done["message"] is None
+
+
+def test_a_duplicate_job_does_nothing(runtime_for: object) -> None:
+    runtime = runtime_for()  # type: ignore[operator]
+    _, gid = _ask(runtime)
+    run_generation(runtime, generation_id=str(gid))
+    before = tokenbus.events(runtime.redis, str(gid))
+    run_generation(runtime, generation_id=str(gid))  # the broker handed it out again
+    assert tokenbus.events(runtime.redis, str(gid)) == before
+    assert _done(runtime, gid)["finish_reason"] in ("stop", "length")

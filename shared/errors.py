@@ -64,6 +64,17 @@ class TooManyRequests(ChatbotError):
     code = "rate_limited"
 
 
+class QueueFull(ChatbotError):
+    """``MAX_QUEUED`` generations already wait: try again after ``retry_after_s``."""
+
+    status_code = 429
+    code = "queue_full"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class ServiceUnavailable(ChatbotError):
     status_code = 503
     code = "unavailable"

@@ -28,9 +28,27 @@ def _options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def sync_client(settings: Settings) -> redis.Redis:
+def web_pool_sizes(settings: Settings) -> tuple[int, int]:
+    """How a web process splits ``REDIS_MAX_CONNECTIONS``: (async pool, sync pool). The
+    sync pool serves the life cycle in the thread pool; the async one, the streams."""
+    sync = max(2, settings.redis_max_connections // 4)
+    return settings.redis_max_connections - sync, sync
+
+
+def sync_client(settings: Settings, *, max_connections: int | None = None) -> redis.Redis:
+    """A synchronous client; ``max_connections`` bounds its pool (callers then *wait* for a
+    free connection), for the web tier's thread pool."""
     retry = redis.retry.Retry(ExponentialBackoff(cap=1.0, base=0.05), RETRIES)
-    return redis.Redis.from_url(settings.redis_url, retry=retry, **_options(settings))
+    if max_connections is None:
+        return redis.Redis.from_url(settings.redis_url, retry=retry, **_options(settings))
+    pool = redis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=max_connections,
+        timeout=10,
+        retry=retry,
+        **_options(settings),
+    )
+    return redis.Redis.from_pool(pool)
 
 
 def async_client(settings: Settings) -> aioredis.Redis:
@@ -38,7 +56,7 @@ def async_client(settings: Settings) -> aioredis.Redis:
     burst of thousands of streams queues for a few connections instead of failing."""
     pool = aioredis.BlockingConnectionPool.from_url(
         settings.redis_url,
-        max_connections=settings.redis_max_connections,
+        max_connections=web_pool_sizes(settings)[0],
         timeout=10,
         retry=aioredis.retry.Retry(ExponentialBackoff(cap=1.0, base=0.05), RETRIES),
         **_options(settings),

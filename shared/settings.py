@@ -111,7 +111,14 @@ class Settings(BaseSettings):
 
     # --- streams and queue -------------------------------------------------------------
     queue_timeout_s: float = Field(
-        default=30.0, gt=0, description="How long a generation may wait for a worker."
+        default=30.0,
+        gt=0,
+        description="How long queued generations wait when no worker at all is alive.",
+    )
+    max_queued: int = Field(
+        default=500,
+        ge=1,
+        description="Most generations waiting for a worker; past it a new one gets 429.",
     )
     generation_time_limit_s: float = Field(
         default=300.0, gt=0, description="Deadline for one generation, enforced by the worker."

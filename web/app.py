@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -23,12 +24,12 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from shared.db import make_engine, make_sessionmaker
-from shared.errors import ChatbotError, ServiceUnavailable
+from shared.errors import ChatbotError, QueueFull, ServiceUnavailable
 from shared.generations.lifecycle import Lifecycle
 from shared.generations.sweep import SWEEP_INTERVAL_S, Sweeper
 from shared.logs import configure_logging
 from shared.queue import enqueue_generation, make_celery
-from shared.redisconn import async_client, sync_client
+from shared.redisconn import async_client, sync_client, web_pool_sizes
 from shared.settings import Settings, get_settings
 from web.middleware import ApiKeyMiddleware, RequestContextMiddleware
 from web.openapi import build_openapi, render_docs
@@ -44,7 +45,8 @@ HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
 
 async def chatbot_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ChatbotError)
-    return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, QueueFull) else None
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -130,11 +132,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         engine = make_engine(settings.sqlalchemy_url)
         sessions = make_sessionmaker(engine)
         redis = async_client(settings)
-        sync_redis = sync_client(settings)
+        sync_redis = sync_client(settings, max_connections=web_pool_sizes(settings)[1])
         celery = make_celery("chatbot-web", broker_url=settings.redis_url)
+        one_producer = threading.Lock()
 
         def enqueue(generation_id: str, request_id: str | None) -> None:
-            enqueue_generation(celery, generation_id=generation_id, request_id=request_id)
+            # One send at a time: a burst shares one broker connection (a send takes ~1 ms).
+            with one_producer:
+                enqueue_generation(celery, generation_id=generation_id, request_id=request_id)
 
         lifecycle = Lifecycle(
             settings=settings, sessions=sessions, redis=sync_redis, enqueue=enqueue

@@ -61,6 +61,10 @@ class GenerationRepository:
         )
         return list(self.session.scalars(query).all())
 
+    def queued_count(self) -> int:
+        query = select(func.count()).where(Generation.status == Status.QUEUED)
+        return int(self.session.scalar(query) or 0)
+
     def queued_before(self, generation: Generation) -> int:
         """How many generations wait ahead of ``generation`` in the queue."""
         query = select(func.count()).where(

@@ -34,6 +34,7 @@ class Sweeper:
         self.lifecycle = lifecycle
         self._unknown_since: dict[uuid.UUID, float] = {}
         self._no_worker_since: float | None = None
+        self._positions: dict[uuid.UUID, int] = {}
 
     def sweep(self) -> None:
         lifecycle = self.lifecycle
@@ -48,10 +49,12 @@ class Sweeper:
         with transaction(lifecycle.sessions) as session:
             active = GenerationRepository(session).active()
         unknown: set[uuid.UUID] = set()
+        positions: dict[uuid.UUID, int] = {}
         for generation in active:
             try:
                 if generation.status == Status.QUEUED:
-                    self._queued(generation, now)
+                    positions[generation.id] = len(positions) + 1  # oldest first
+                    self._queued(generation, now, positions[generation.id])
                 elif self._owner_dead(generation, now, unknown):
                     self._unknown_since.pop(generation.id, None)
                     lifecycle.recover(generation)
@@ -59,9 +62,13 @@ class Sweeper:
                 log.exception("could not sweep generation %s", generation.id)
         for gid in set(self._unknown_since) - unknown:
             self._unknown_since.pop(gid, None)
+        self._positions = positions
 
-    def _queued(self, generation: Generation, now: float) -> None:
+    def _queued(self, generation: Generation, now: float, position: int) -> None:
         lifecycle = self.lifecycle
+        if self._positions.get(generation.id) not in (None, position):
+            # Moved up the queue: tell its listeners (at most once a sweep, ~2 s).
+            lifecycle.tell_position(generation.id, position)
         age_s = (utcnow() - generation.created_at).total_seconds()
         timeout = lifecycle.settings.queue_timeout_s
         if (

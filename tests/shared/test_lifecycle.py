@@ -15,8 +15,8 @@ import redis
 from shared import tokenbus, workers
 from shared.chats.models import Chat, Conversation
 from shared.db import make_engine, make_sessionmaker, transaction, utcnow
-from shared.errors import Conflict, NoWorker
-from shared.generations.lifecycle import JOBS_KEY, Lifecycle
+from shared.errors import Conflict, NoWorker, QueueFull
+from shared.generations.lifecycle import DURATIONS_KEY, JOBS_KEY, Lifecycle
 from shared.generations.models import FinishReason, Generation, Status
 from shared.generations.sweep import Sweeper
 from shared.settings import Settings
@@ -304,3 +304,40 @@ def test_a_prefork_child_that_died_is_taken_over_by_the_next(harness: Harness) -
     generation = harness.lifecycle.claim(gid, worker_id=workers.this_process_id(), model="m")
     assert generation is not None and generation.attempts == 2
     assert harness.events(gid)[-2:] == ["restart", "generation"]
+
+
+def test_past_max_queued_a_new_answer_is_refused_with_a_retry_time(
+    settings: Settings, tmp_path: Path
+) -> None:
+    harness = Harness(make_settings(tmp_path, database_url=settings.database_url, max_queued=2))
+    try:
+        harness.redis.lpush(DURATIONS_KEY, 4.0, 6.0)  # recent answers took 5 s on average
+        first = _start(harness)[1]
+        _start(harness)
+        with pytest.raises(QueueFull) as refused:
+            _start(harness)
+        assert refused.value.status_code == 429 and refused.value.retry_after_s == 5
+        # Once one is taken, there is room again.
+        harness.lifecycle.claim(first, worker_id="host-x:1", model="m")
+        assert _start(harness)[1]
+    finally:
+        harness.redis.flushdb()
+        harness.engine.dispose()
+
+
+def test_queued_answers_hear_their_position_as_the_queue_moves(harness: Harness) -> None:
+    harness.redis.lpush(DURATIONS_KEY, 2.0)
+    _, first = _start(harness)
+    _, second = _start(harness)
+    queued = tokenbus.events(harness.redis, str(second))[0].json()
+    assert queued == {"position": 2, "estimated_wait_s": 4.0, "retry_after_s": 2}
+    sweeper = Sweeper(harness.lifecycle)
+    sweeper.sweep()  # learns the positions
+    harness.lifecycle.claim(first, worker_id="host-x:1", model="m")
+    harness.redis.delete("chatbot:sweep:lock")
+    sweeper.sweep()
+    moved = tokenbus.events(harness.redis, str(second))[-1]
+    assert moved.type == "queue" and moved.json()["position"] == 1
+    harness.redis.delete("chatbot:sweep:lock")
+    sweeper.sweep()  # nothing moved: nothing more is sent
+    assert len(tokenbus.events(harness.redis, str(second))) == 2

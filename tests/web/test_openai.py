@@ -251,3 +251,24 @@ def test_generation_params_reach_sampling_and_system_prompt() -> None:
     assert system_prompt({"system": ""}, default="server prompt") == ""
     assert sampling_overrides(None) == {}
     assert GenerationParams().to_column() is None
+
+
+async def test_a_full_queue_is_429_and_leaves_no_chat(settings: Settings, worker: str) -> None:
+    settings = settings.model_copy(update={"max_queued": 1})
+    engine = make_engine(settings.sqlalchemy_url)
+    sessions = make_sessionmaker(engine)
+    with sessions.begin() as session:  # one answer already waits for a worker
+        chat = Chat(name="waiting")
+        session.add(chat)
+        session.flush()
+        session.add(Generation(chat_id=chat.id, status="queued", kind="chat"))
+    async with app_client(settings) as client:
+        response = await client.post("/v1/chat/completions", json=body(stream=True))
+        error = openai_error(response, 429)
+        assert error["code"] == "queue_full"
+        assert error["type"] == "rate_limit_error"
+        assert int(response.headers["retry-after"]) >= 1
+    with sessions() as session:
+        names = session.scalars(select(Chat.name)).all()
+    engine.dispose()
+    assert names == ["waiting"]

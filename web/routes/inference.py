@@ -91,7 +91,7 @@ STREAM_DOC = (
     query={"regenerate": "true: answer the last Human message again (keeps the old answer)."},
     headers={"Last-Event-ID": "Resume after this event."},
     extra_responses={204: "The stream named by Last-Event-ID has ended"},
-    errors=[404, 409, 422, 503],
+    errors=[404, 409, 422, 429, 503],
 )
 async def inference(request: Request) -> Response:
     return await _inference(request, kind="chat")
@@ -104,7 +104,7 @@ async def inference(request: Request) -> Response:
     query={"regenerate": "true: answer the last Human message again (keeps the old answer)."},
     headers={"Last-Event-ID": "Resume after this event."},
     extra_responses={204: "The stream named by Last-Event-ID has ended"},
-    errors=[404, 409, 422, 503],
+    errors=[404, 409, 422, 429, 503],
 )
 async def inference_internet(request: Request) -> Response:
     return await _inference(request, kind="internet")

@@ -44,6 +44,7 @@ from shared.errors import (
     NotFound,
     NoWorker,
     PayloadTooLarge,
+    QueueFull,
     ServiceUnavailable,
 )
 from shared.generations.models import FINAL_STATUSES
@@ -350,7 +351,11 @@ async def _openai_errors(request: Request, handler: Any) -> Response:
         response: Response = await handler(request)
         return response
     except ChatbotError as exc:
-        retry = {"Retry-After": "5"} if exc.status_code in (429, 503) else None
+        retry = None
+        if isinstance(exc, QueueFull):
+            retry = {"Retry-After": str(exc.retry_after_s)}
+        elif exc.status_code == 503:
+            retry = {"Retry-After": "5"}
         return fmt.error_response(exc, headers=retry)
     except (RedisError, OperationalError, PoolTimeout) as exc:
         which = "Redis" if isinstance(exc, RedisError) else "the database"

@@ -302,6 +302,16 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_chat(args: argparse.Namespace) -> int:
+    from shared.chat_client import run_chat
+
+    settings = get_settings()
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    url = args.url or f"http://{host}:{settings.port}"
+    api_key = args.api_key or settings.chat_api_key
+    return run_chat(url=url, chat_id=args.chat_id, internet=args.internet, api_key=api_key)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chatbot",
@@ -369,6 +379,17 @@ def build_parser() -> argparse.ArgumentParser:
     pull_parser.set_defaults(func=cmd_models_pull)
     list_parser = models_sub.add_parser("list", help="list pulled models")
     list_parser.set_defaults(func=cmd_models_list)
+
+    chat = sub.add_parser(
+        "chat",
+        help="chat in the terminal with a running server (Ctrl-C stops an answer, "
+        "a second Ctrl-C quits)",
+    )
+    chat.add_argument("chat_id", nargs="?", metavar="CHAT_ID", help="continue this chat")
+    chat.add_argument("--internet", action="store_true", help="answers grounded in web search")
+    chat.add_argument("--url", help="the server (default http://HOST:PORT, 127.0.0.1:8000)")
+    chat.add_argument("--api-key", help="API key (default CHAT_API_KEY)")
+    chat.set_defaults(func=cmd_chat)
     return parser
 
 

@@ -135,6 +135,9 @@ class Settings(BaseSettings):
         ge=16,
         description="Most connections one web process holds (open streams included).",
     )
+    chat_api_key: str = Field(
+        default="", description="API key that 'chatbot chat' sends (its --api-key wins)."
+    )
     max_message_bytes: int = Field(
         default=32 * 1024, ge=1, description="Largest accepted message text, in UTF-8 bytes."
     )

@@ -127,3 +127,21 @@ async def model_error(client: aioredis.Redis) -> str | None:
     """Why the workers could not load the model, if one said so recently."""
     value = await client.get(MODEL_ERROR_KEY)
     return None if value is None else _text(value)
+
+
+async def live_models(client: aioredis.Redis) -> list[str]:
+    """The models the live worker processes have loaded (from their beats), sorted."""
+    workers = await live_workers(client)
+    if not workers:
+        return []
+    models = set()
+    for raw in await client.hmget(f"{WORKERS_KEY}:info", workers):
+        if raw is None:
+            continue
+        try:
+            name = json.loads(_text(raw)).get("model")
+        except (ValueError, AttributeError):
+            continue
+        if name:
+            models.add(str(name))
+    return sorted(models)

@@ -34,7 +34,7 @@ from shared.settings import Settings, get_settings
 from web.http import clip
 from web.middleware import ApiKeyMiddleware, RequestContextMiddleware, RequestLimitsMiddleware
 from web.openapi import build_openapi, render_docs
-from web.routes import chats, conversations, health, inference
+from web.routes import chats, conversations, health, inference, openai, page
 from web.state import AppState
 from web.tokenhub import TokenHub
 
@@ -184,6 +184,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *conversations.routes,
         *inference.routes,
         *health.routes,
+        *openai.routes,
     ]
     document = build_openapi(routes, title="chatbot", version=VERSION, secured=bool(api_keys))
 
@@ -196,6 +197,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes += [
         Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
         Route("/docs", docs, methods=["GET"], include_in_schema=False),
+        *page.routes,
     ]
     route_paths: dict[object, str] = {
         route.endpoint: route.path for route in routes if isinstance(route, Route)

@@ -19,10 +19,13 @@ from shared.logs import request_id_var
 from shared.settings import DEFAULT_TENANT, ApiKey
 from web import metrics
 from web.http import clip
+from web.openai_format import error_body
 
 log = logging.getLogger("web.access")
 
-PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json")
+PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/")
+# The chat page's files hold no data: the page asks for a key when the API answers 401.
+PUBLIC_PREFIXES = ("/static/",)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -126,7 +129,7 @@ class ApiKeyMiddleware:
             state["tenant"] = DEFAULT_TENANT
             await self.app(scope, receive, send)
             return
-        if scope["path"] in PUBLIC_PATHS:
+        if scope["path"] in PUBLIC_PATHS or scope["path"].startswith(PUBLIC_PREFIXES):
             await self.app(scope, receive, send)
             return
         header = Headers(scope=scope).get("authorization", "")
@@ -143,9 +146,10 @@ class ApiKeyMiddleware:
             "missing or wrong API key: send 'Authorization: Bearer <key>' "
             "(or ?api_key=<key> on a GET stream)"
         )
-        response = JSONResponse(
-            error.to_dict(), status_code=401, headers={"WWW-Authenticate": "Bearer"}
-        )
+        body = error.to_dict()
+        if scope["path"].startswith("/v1/"):  # the OpenAI API's error object
+            body = error_body(status=401, code="invalid_api_key", message=error.message)
+        response = JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
         await response(scope, receive, send)
 
     def _tenant(self, key: str) -> str | None:

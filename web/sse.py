@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -104,7 +105,15 @@ def _render(generation_id: str, events: list[Event]) -> list[bytes]:
     return frames
 
 
-async def stream_generation(
+class Signal(enum.Enum):
+    """What ``follow_generation`` yields besides batches of events."""
+
+    KEEPALIVE = "keepalive"  # the stream was quiet for ``keepalive_s``
+    SHUTDOWN = "shutdown"  # the server is stopping: end the response now
+    REDIS_LOST = "redis_lost"  # Redis stayed away: end the response now
+
+
+async def follow_generation(
     *,
     redis: Redis,
     hub: TokenHub,
@@ -112,8 +121,10 @@ async def stream_generation(
     after: str | None,
     keepalive_s: float,
     shutting_down: asyncio.Event,
-) -> AsyncIterator[bytes]:
-    """SSE bytes of one generation from just after entry ``after`` to its terminal event."""
+) -> AsyncGenerator[list[Event] | Signal, None]:
+    """One generation's events from just after entry ``after`` to its terminal event, in
+    order and each once, as batches (what was waiting comes together), with ``Signal``s in
+    between. Every response format (this module's SSE, the OpenAI API's chunks) reads it."""
     metrics.ACTIVE_STREAMS.inc()
 
     async def replay(after: str | None) -> list[Event]:
@@ -143,8 +154,7 @@ async def stream_generation(
                         key=lambda e: entry_key(e.entry_id),
                     )
                     if fresh:
-                        for chunk in _render(generation_id, fresh):
-                            yield chunk
+                        yield fresh
                         last = fresh[-1].entry_id
                         if any(e.terminal for e in fresh):
                             return
@@ -164,10 +174,10 @@ async def stream_generation(
                             with contextlib.suppress(asyncio.CancelledError):
                                 await task
                 if stop in done:
-                    yield SHUTDOWN
+                    yield Signal.SHUTDOWN
                     return
                 if get not in done:
-                    yield KEEPALIVE
+                    yield Signal.KEEPALIVE
                     continue
                 item = get.result()
                 if item is RESYNC:
@@ -181,8 +191,42 @@ async def stream_generation(
                     else:
                         pending.append(more)
     except RedisError as exc:
-        # Headers are sent: end the stream with an event, not a broken chunked body.
+        # Headers are sent: the caller ends the stream with an event, not a broken body.
         log.error("stream %s lost Redis: %s", generation_id, exc)
-        yield REDIS_LOST
+        yield Signal.REDIS_LOST
     finally:
         metrics.ACTIVE_STREAMS.dec()
+
+
+SIGNAL_FRAMES = {
+    Signal.KEEPALIVE: KEEPALIVE,
+    Signal.SHUTDOWN: SHUTDOWN,
+    Signal.REDIS_LOST: REDIS_LOST,
+}
+
+
+async def stream_generation(
+    *,
+    redis: Redis,
+    hub: TokenHub,
+    generation_id: str,
+    after: str | None,
+    keepalive_s: float,
+    shutting_down: asyncio.Event,
+) -> AsyncIterator[bytes]:
+    """SSE bytes of one generation from just after entry ``after`` to its terminal event."""
+    events = follow_generation(
+        redis=redis,
+        hub=hub,
+        generation_id=generation_id,
+        after=after,
+        keepalive_s=keepalive_s,
+        shutting_down=shutting_down,
+    )
+    async with contextlib.aclosing(events):  # closing this stream closes the subscription
+        async for item in events:
+            if isinstance(item, Signal):
+                yield SIGNAL_FRAMES[item]
+            else:
+                for chunk in _render(generation_id, item):
+                    yield chunk

@@ -17,6 +17,7 @@ from shared.chats.repository import ConversationRepository
 from shared.db import transaction, utcnow
 from shared.errors import ChatbotError, GenerationFailed
 from shared.generations.models import FinishReason, Generation
+from shared.generations.params import sampling_overrides, system_prompt
 from shared.publisher import PublishError, TokenPublisher
 from shared.tokenbus import TokenWriter
 from worker import metrics
@@ -47,7 +48,9 @@ Preparer = Callable[[Runtime, TokenWriter, Generation, list[Conversation]], Prep
 def prepare_chat(
     runtime: Runtime, writer: TokenWriter, generation: Generation, history: list[Conversation]
 ) -> Prepared:
-    system = ChatMessage("system", runtime.settings.system_prompt)
+    system = ChatMessage(
+        "system", system_prompt(generation.params, default=runtime.settings.system_prompt)
+    )
     turns = [ChatMessage(ROLE_MAP[m.role], m.message) for m in history]  # type: ignore[arg-type]
     return Prepared(messages=[system, *turns])
 
@@ -120,7 +123,7 @@ def _generate(runtime: Runtime, writer: TokenWriter, generation: Generation) -> 
             "chat trimmed to fit the context window",
             extra={"dropped": fitted.dropped, "truncated": fitted.truncated},
         )
-    params = SamplingParams.from_settings(settings)
+    params = SamplingParams.from_settings(settings, **sampling_overrides(generation.params))
     pieces: list[str] = []
     reason: FinishReason | None = None
     first_token_at = None

@@ -115,11 +115,13 @@ class Lifecycle:
         kind: str,
         regenerate: bool,
         request_id: str | None,
+        params: dict[str, Any] | None = None,
     ) -> Started:
         """Attach to the chat's queued or running generation, or queue a new one for its
-        last Human message. Raises ``NotFound`` (also for another tenant's chat; ``owner``
-        None: the caller checked), ``Conflict`` (nothing to answer), ``NoWorker`` (nothing
-        can answer a new one) or ``QueueFull``."""
+        last Human message (``params``: its overrides, ``shared.generations.params``).
+        Raises ``NotFound`` (also for another tenant's chat; ``owner`` None: the caller
+        checked), ``Conflict`` (nothing to answer), ``NoWorker`` (nothing can answer a new
+        one) or ``QueueFull``."""
         alive = workers.live_count(self.redis) > 0
         with transaction(self.sessions) as session:
             get_chat(session, chat_id=chat_id, owner=owner)
@@ -140,6 +142,7 @@ class Lifecycle:
                 model=self.settings.model,
                 regenerate=regenerate,
                 request_id=request_id,
+                params=params,
             )
             if generation is None:  # another request queued one a moment ago
                 active = generations.active_for_chat(chat_id)

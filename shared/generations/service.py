@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -22,6 +23,7 @@ def new_generation(
     model: str,
     regenerate: bool,
     request_id: str | None,
+    params: dict[str, Any] | None = None,
 ) -> Generation | None:
     """Queue a generation for the chat's last Human message. ``Conflict`` when there is
     nothing to answer; None when another request queued one a moment ago (the
@@ -45,6 +47,7 @@ def new_generation(
         status=Status.QUEUED,
         model=model,
         request_id=request_id,
+        params=params,
         created_at=utcnow(),
     )
     try:

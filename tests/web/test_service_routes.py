@@ -63,6 +63,8 @@ async def test_openapi_describes_every_route(client: httpx.AsyncClient) -> None:
         ("get", "/healthz"),
         ("get", "/readyz"),
         ("get", "/metrics"),
+        ("post", "/v1/chat/completions"),
+        ("get", "/v1/models"),
     }
     assert {(m, p) for p, ops in paths.items() for m in ops} == expected
     create = paths["/chats/create"]["post"]

@@ -12,6 +12,7 @@ from shared.generations.models import Generation
 from shared.tokenbus import TokenWriter
 from worker.engine import ChatMessage
 from worker.generate import PREPARERS, Prepared
+from worker.internet.lead import lead_enabled, lead_text
 from worker.internet.pipeline import gather_evidence
 from worker.internet.prompt import build_messages
 from worker.internet.search import SearchError
@@ -52,11 +53,20 @@ def prepare_internet(
     writer.append(
         "sources", {"sources": sources, "degraded": evidence.degraded, "notes": evidence.notes}
     )
-    messages = build_messages(question, evidence, system_prompt=settings.system_prompt)
+    engine = runtime.engine
+    messages = build_messages(
+        question,
+        evidence,
+        system_prompt=settings.system_prompt,
+        budget_tokens=settings.evidence_tokens,
+        count_tokens=lambda text: len(engine.tokenize(text)),
+        order=settings.evidence_order,
+    )
     return Prepared(
         messages=[ChatMessage(m["role"], m["content"]) for m in messages],  # type: ignore[arg-type]
         sources=sources,
         notes=evidence.notes,
+        lead=lead_text(evidence.best) if lead_enabled(settings) else "",
     )
 
 

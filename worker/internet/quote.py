@@ -75,6 +75,7 @@ _MONTHS = frozenset(
         "december",
     ]
 )
+_YEAR_CUES = frozenset(["in", "since", "by", "from", "until", "before", "after", "of", "circa"])
 _YEAR = re.compile(r"^(1[0-9]{3}|20[0-9]{2})s?$")
 _EXPECTS_NAME = re.compile(
     r"^\s*(who|whom|whose|where|(in |from )?(what|which) (city|country|town|place|person|company"
@@ -277,6 +278,9 @@ def _answer_positions(sentence: str, expects: str, question_words: set[str]) -> 
         if lower in question_words:
             continue
         if expects == "number":
+            after = words[index - 1].casefold() if index > 0 else ""
+            if _YEAR.match(lower) and (after in _YEAR_CUES or after in _MONTHS):
+                continue  # "opened in 2016" is no answer to "how many"
             if any(ch.isdigit() for ch in word) or lower in _NUMBER_WORDS:
                 positions.append(index)
         elif expects == "date":

@@ -56,10 +56,15 @@ def answer_one(engine: Engine, settings: Settings, qs: QuestionSet) -> dict[str,
 
 
 def evaluate_answers(
-    engine: Engine, settings: Settings, sets: Sequence[QuestionSet]
+    engine: Engine, settings: Settings, sets: Sequence[QuestionSet], *, progress: bool = False
 ) -> dict[str, Any]:
     """Fact-in-answer and cited-answer-page rates over ``sets``, with each answer."""
-    rows = [answer_one(engine, settings, qs) for qs in sets]
+    rows = []
+    for qs in sets:
+        rows.append(answer_one(engine, settings, qs))
+        if progress:
+            row = rows[-1]
+            print(f"  {qs.id}: fact {row['fact_in_answer']} {row['answer'][:100]!r}", flush=True)
     count = len(rows) or 1
     return {
         "fact_in_answer": sum(row["fact_in_answer"] for row in rows) / count,

@@ -80,7 +80,7 @@ _YEAR = re.compile(r"^(1[0-9]{3}|20[0-9]{2})s?$")
 _EXPECTS_NAME = re.compile(
     r"^\s*(who|whom|whose|where|(in |from )?(what|which) (city|country|town|place|person|company"
     r"|river|lake|sea|team|capital|language|currency)|what(\s+is|\s+was|'s) the (name|capital"
-    r"|currency|language))\b",
+    r"|currency|language)|what(\s+is|\s+was|'s) the \w+est\b)\b",
     re.I,
 )
 # Capitalised words that start sentences or are too common to be an answer.

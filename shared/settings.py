@@ -248,6 +248,25 @@ class Settings(BaseSettings):
     context_passages: int = Field(
         default=5, ge=1, le=20, description="Most passages quoted to the model."
     )
+    evidence_tokens: int = Field(
+        default=300,
+        ge=32,
+        description=(
+            "Token budget of the web evidence quoted in the prompt, best passages first in "
+            "(a smaller prompt gives a sooner first token)."
+        ),
+    )
+    evidence_order: Literal["best_first", "best_last"] = Field(
+        default="best_first",
+        description="Where the best passage sits in the prompt: first, or last (by the question).",
+    )
+    evidence_lead: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description=(
+            "Open internet answers with the best evidence sentence, cited, before the model's "
+            "text. auto: on for models under 3B parameters (estimated from the GGUF metadata)."
+        ),
+    )
 
     # --- operations --------------------------------------------------------------------
     flower_basic_auth: str = Field(

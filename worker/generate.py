@@ -39,6 +39,8 @@ class Prepared:
     messages: list[ChatMessage]
     sources: list[dict[str, Any]] | None = None
     notes: list[str] = field(default_factory=list)
+    lead: str = ""
+    """Text the answer opens with (streamed first); the model's tokens follow it."""
 
 
 #: Builds the prompt for a generation kind. ``internet`` is registered by worker.internet.
@@ -135,7 +137,13 @@ def _generate(runtime: Runtime, writer: TokenWriter, generation: Generation) -> 
             abandon_grace_s=settings.stream_grace_s,
         ) as publisher,
     ):
-        stream = runtime.engine.stream(fitted.tokens, params, threads=threads)
+        prompt = fitted.tokens
+        if prepared.lead:  # the answer opens with it, and the model goes on from it
+            prompt = [*prompt, *runtime.engine.tokenize(prepared.lead)]
+            first_token_at = utcnow()
+            pieces.append(prepared.lead)
+            publisher.put_token(prepared.lead)
+        stream = runtime.engine.stream(prompt, params, threads=threads)
         try:
             for piece in stream:
                 if not piece:

@@ -16,239 +16,34 @@ quote:
 - ``pipeline``: what the worker does (worker.internet extract → passages → rank).
 
 A unit is a hit when it contains the answer string. Usage:
-``python -m bench.retrieval.run [--json PATH] [--dump-html DIR] [--verbose]``
+``python -m bench.retrieval.run [--json PATH] [--dump-html DIR] [--verbose] [--no-answers]``
+
+- ``ranker``: the worker's passage ranker alone (BM25 and cues, before quotes).
+- ``best-sentence``: the worker's quotes, best first: recall@1 is whether the sentence an
+  answer leads with holds the fact.
+
+Unless ``--no-answers``, the default model then answers every question as the worker
+does (``answers.py``) and ``fact_in_answer`` is the share of saved answers that state
+the fact. :func:`run_benchmark` does all this for other scripts and returns the report.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import bm25s
-import lxml.html
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))  # run from anywhere: the repo root is importable
 
-from bench.retrieval.render import render_page  # noqa: E402
-from worker.internet.extract import Document, extract_document, split_passages  # noqa: E402
-from worker.internet.pipeline import MAX_PASSAGES_PER_SOURCE, build_candidates  # noqa: E402
-from worker.internet.rank import rank_passages, tokenize  # noqa: E402
-from worker.internet.search import SearchHit, SearchResult  # noqa: E402
-
-K_VALUES = (1, 3, 5)
-BUDGET_CHARS = 100_000  # recall is about order, not the budget
-
-
-@dataclass
-class Page:
-    url: str
-    title: str
-    snippet: str
-    html: str
-    gold: bool
-
-
-@dataclass
-class QuestionSet:
-    id: str
-    question: str
-    answer: str
-    pages: list[Page]
-    split: str  # "dev" (the ranker was tuned on these) or "holdout" (written afterwards)
-
-
-def load_sets(data_dir: Path) -> list[QuestionSet]:
-    """All question sets, their pages rendered to HTML."""
-    sets: list[QuestionSet] = []
-    for path in sorted(data_dir.glob("*.json")):
-        for raw in json.loads(path.read_text(encoding="utf-8")):
-            titles = [page["title"] for page in raw["pages"]]
-            pages = [
-                Page(
-                    url=page["url"],
-                    title=page["title"],
-                    snippet=page["snippet"],
-                    html=render_page(page, related=[t for t in titles if t != page["title"]]),
-                    gold=bool(page.get("gold")),
-                )
-                for page in raw["pages"]
-            ]
-            split = "holdout" if path.name.startswith("holdout") else "dev"
-            sets.append(QuestionSet(raw["id"], raw["question"], raw["answer"], pages, split))
-    return sets
-
-
-def normalise(text: str) -> str:
-    return " ".join(text.replace("\u2212", "-").casefold().split())
-
-
-def contains_answer(text: str, answer: str) -> bool:
-    return normalise(answer) in normalise(text)
-
-
-# --- the seed's whole-page method ------------------------------------------------------
-
-
-def first_five_texts(page_html: str) -> str:
-    """The first five non-empty p/tr/span texts of a page, in document order."""
-    tree = lxml.html.fromstring(page_html)
-    texts: list[str] = []
-    for element in tree.iter("p", "tr", "span"):
-        text = " ".join(element.text_content().split())
-        if text:
-            texts.append(text)
-        if len(texts) == 5:
-            break
-    return " ".join(texts)
-
-
-def whole_text(page_html: str) -> str:
-    tree = lxml.html.fromstring(page_html)
-    for element in tree.xpath("//script|//style"):
-        element.drop_tree()
-    return " ".join(tree.text_content().split())
-
-
-_WORD = re.compile(r"\w+")
-_BASIC_STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "is",
-        "are",
-        "was",
-        "were",
-        "of",
-        "in",
-        "on",
-        "at",
-        "to",
-        "for",
-        "and",
-        "or",
-        "what",
-        "when",
-        "how",
-        "who",
-        "which",
-        "does",
-        "do",
-        "did",
-        "many",
-        "much",
-        "long",
-    ]
-)
-
-
-def _words(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.casefold()) if w not in _BASIC_STOPWORDS}
-
-
-def seed_overlap(qs: QuestionSet) -> list[str]:
-    units = [first_five_texts(page.html) for page in qs.pages]
-    query = _words(qs.question)
-    order = sorted(range(len(units)), key=lambda i: (-len(query & _words(units[i])), i))
-    return [units[i] for i in order]
-
-
-def page_bm25(qs: QuestionSet) -> list[str]:
-    retriever = bm25s.BM25()
-    retriever.index(
-        [tokenize(whole_text(page.html)) or [""] for page in qs.pages], show_progress=False
-    )
-    scores = retriever.get_scores(tokenize(qs.question))
-    order = sorted(range(len(qs.pages)), key=lambda i: (-float(scores[i]), i))
-    return [first_five_texts(qs.pages[i].html) for i in order]
-
-
-def page_bm25_extracted(qs: QuestionSet) -> list[str]:
-    """A stronger whole-page baseline: main text extracted, pages ranked by BM25 over it,
-    each quoted by its first five paragraphs."""
-    texts = [document.text for document in documents_of(qs).values()]
-    retriever = bm25s.BM25()
-    retriever.index([tokenize(text) or [""] for text in texts], show_progress=False)
-    scores = retriever.get_scores(tokenize(qs.question))
-    order = sorted(range(len(texts)), key=lambda i: (-float(scores[i]), i))
-    return [" ".join(texts[i].split("\n")[:5]) for i in order]
-
-
-# --- our passages ----------------------------------------------------------------------
-
-
-def documents_of(qs: QuestionSet) -> dict[str, Document]:
-    return {page.url: extract_document(page.html, url=page.url) for page in qs.pages}
-
-
-def search_result_of(qs: QuestionSet) -> SearchResult:
-    return SearchResult(
-        query=qs.question,
-        hits=[
-            SearchHit(position=n, title=page.title, url=page.url, snippet=page.snippet)
-            for n, page in enumerate(qs.pages, start=1)
-        ],
-    )
-
-
-def passages_bm25_plain(qs: QuestionSet) -> list[str]:
-    texts = [
-        piece.text
-        for document in documents_of(qs).values()
-        for piece in split_passages(document.text)
-    ]
-    retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
-    query = bm25s.tokenize([qs.question], stopwords="en", show_progress=False)
-    vocab = {index: token for token, index in query.vocab.items()}
-    scores = retriever.get_scores([vocab[i] for i in query.ids[0]])
-    order = sorted(range(len(texts)), key=lambda i: (-float(scores[i]), i))
-    return [texts[i] for i in order]
-
-
-def pipeline(qs: QuestionSet) -> list[str]:
-    candidates, _ = build_candidates(search_result_of(qs), documents_of(qs))
-    ranked = rank_passages(
-        qs.question,
-        candidates,
-        limit=max(K_VALUES),
-        budget_chars=BUDGET_CHARS,
-        max_per_source=MAX_PASSAGES_PER_SOURCE,
-    )
-    return [item.candidate.text for item in ranked]
-
-
-METHODS: dict[str, Callable[[QuestionSet], list[str]]] = {
-    "seed-overlap": seed_overlap,
-    "page-bm25": page_bm25,
-    "page-bm25-extracted": page_bm25_extracted,
-    "passages-bm25-plain": passages_bm25_plain,
-    "pipeline": pipeline,
-}
-
-
-def check_data(sets: Sequence[QuestionSet]) -> list[str]:
-    """Problems with the data: the answer must be in the gold page only."""
-    problems: list[str] = []
-    for qs in sets:
-        if len(qs.pages) < 3 or sum(page.gold for page in qs.pages) != 1:
-            problems.append(f"{qs.id}: needs 3+ pages and exactly one gold page")
-        for page in qs.pages:
-            text = extract_document(page.html, url=page.url).text
-            if page.gold and not contains_answer(text, qs.answer):
-                problems.append(f"{qs.id}: answer not in the gold page's extracted text")
-            if not page.gold and contains_answer(whole_text(page.html), qs.answer):
-                problems.append(f"{qs.id}: answer found in distractor {page.url}")
-    return problems
+from bench.retrieval.data import QuestionSet, check_data, contains_answer, load_sets  # noqa: E402
+from bench.retrieval.methods import K_VALUES, METHODS  # noqa: E402
+from shared.settings import Settings  # noqa: E402
 
 
 def evaluate(sets: Sequence[QuestionSet], *, verbose: bool) -> dict[str, Any]:
@@ -285,36 +80,138 @@ def print_table(title: str, results: dict[str, Any]) -> None:
     print()
 
 
+def model_settings(data_dir: Path | None, *, answer_tokens: int) -> Settings:
+    """The worker's settings for answering (``.env`` and the environment), with the model
+    found in ``data_dir`` (default: DATA_DIR, else the test suite's ``.pytest-data``)."""
+    settings = Settings()
+    if data_dir is None and not (settings.models_dir / "smollm2").exists():
+        fallback = HERE.parent.parent / ".pytest-data"
+        data_dir = fallback if fallback.exists() else None
+    values: dict[str, Any] = {"max_new_tokens": answer_tokens, "seed": 1}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return settings.model_copy(update=values)
+
+
+def run_benchmark(
+    *,
+    data: Path = HERE / "questions",
+    json_path: Path | None = HERE / "results.json",
+    answers: bool = True,
+    answer_tokens: int = 48,
+    answer_splits: Sequence[str] = ("dev", "holdout"),
+    data_dir: Path | None = None,
+    verbose: bool = False,
+) -> dict[str, Any]:
+    """Recall per method and split and, with ``answers``, fact-in-answer of the default
+    model; written to ``json_path`` (None: not written) and returned."""
+    sets = load_sets(data)
+    problems = check_data(sets)
+    if problems:
+        raise ValueError("bad question data:\n" + "\n".join(problems))
+    report: dict[str, Any] = {"pages": sum(len(qs.pages) for qs in sets), "splits": {}}
+    engine = None
+    settings = None
+    if answers:
+        from worker.engine import load_engine
+
+        settings = model_settings(data_dir, answer_tokens=answer_tokens)
+        engine = load_engine(settings)
+        report["answers_setup"] = {
+            "model": engine.model_name,
+            "max_new_tokens": answer_tokens,
+            "evidence_lead": settings.evidence_lead,
+            "evidence_order": settings.evidence_order,
+            "evidence_tokens": settings.evidence_tokens,
+            "temperature": settings.temperature,
+            "seed": settings.seed,
+        }
+    for split in ("dev", "holdout", "all"):
+        chosen = [qs for qs in sets if split in ("all", qs.split)]
+        if not chosen:
+            continue
+        results = evaluate(chosen, verbose=verbose and split == "all")
+        report["splits"][split] = {"questions": len(chosen), "methods": results}
+        print_table(f"{split}: {len(chosen)} questions", results)
+    if engine is not None and settings is not None:
+        from bench.retrieval.answers import evaluate_answers
+
+        for split in answer_splits:
+            chosen = [qs for qs in sets if qs.split == split]
+            found = evaluate_answers(engine, settings, chosen, progress=True)
+            report["splits"][split]["answers"] = found
+            print(
+                f"{split}: fact in answer {found['fact_in_answer']:.3f}, cited answer page "
+                f"{found['cited_answer_page']:.3f} ({len(chosen)} answers)",
+                flush=True,
+            )
+        if set(answer_splits) >= {"dev", "holdout"}:
+            rows = [
+                row
+                for split in ("dev", "holdout")
+                for row in report["splits"][split]["answers"]["answers"]
+            ]
+            report["splits"]["all"]["answers"] = {
+                "fact_in_answer": sum(row["fact_in_answer"] for row in rows) / len(rows),
+                "cited_answer_page": sum(row["cited_answer_page"] for row in rows) / len(rows),
+            }
+    if json_path is not None:
+        json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {json_path}")
+    return report
+
+
+def summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The headline figures of a report: per split, the pipeline's recall@1 and @3, the
+    best sentence's recall@1 and fact-in-answer (None when answers were not run)."""
+    figures: dict[str, Any] = {}
+    for split, part in report["splits"].items():
+        methods = part["methods"]
+        figures[split] = {
+            "questions": part["questions"],
+            "recall@1": methods["pipeline"]["recall@1"],
+            "recall@3": methods["pipeline"]["recall@3"],
+            "best_sentence@1": methods["best-sentence"]["recall@1"],
+            "fact_in_answer": part.get("answers", {}).get("fact_in_answer"),
+            "cited_answer_page": part.get("answers", {}).get("cited_answer_page"),
+        }
+    return figures
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=HERE / "questions")
     parser.add_argument("--json", type=Path, default=HERE / "results.json")
     parser.add_argument("--dump-html", type=Path, help="write the rendered pages here")
     parser.add_argument("--verbose", action="store_true", help="show the pipeline's misses@1")
+    parser.add_argument("--no-answers", action="store_true", help="recall only, no model")
+    parser.add_argument("--answer-tokens", type=int, default=48, help="longest answer")
+    parser.add_argument("--data-dir", type=Path, help="where the model is (DATA_DIR)")
+    parser.add_argument(
+        "--answer-splits", default="dev,holdout", help="splits the model answers (comma list)"
+    )
     args = parser.parse_args(argv)
 
-    sets = load_sets(args.data)
     if args.dump_html:
-        for qs in sets:
+        for qs in load_sets(args.data):
             for n, page in enumerate(qs.pages, start=1):
                 target = args.dump_html / qs.id / f"{n}{'-gold' if page.gold else ''}.html"
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(page.html, encoding="utf-8")
-    problems = check_data(sets)
-    if problems:
-        print("\n".join(problems), file=sys.stderr)
+    try:
+        report = run_benchmark(
+            data=args.data,
+            json_path=args.json,
+            answers=not args.no_answers,
+            answer_tokens=args.answer_tokens,
+            answer_splits=[split for split in args.answer_splits.split(",") if split],
+            data_dir=args.data_dir,
+            verbose=args.verbose,
+        )
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
         return 1
-
-    report: dict[str, Any] = {"pages": sum(len(qs.pages) for qs in sets), "splits": {}}
-    for split in ("dev", "holdout", "all"):
-        chosen = [qs for qs in sets if split in ("all", qs.split)]
-        if not chosen:
-            continue
-        results = evaluate(chosen, verbose=args.verbose and split == "all")
-        report["splits"][split] = {"questions": len(chosen), "methods": results}
-        print_table(f"{split}: {len(chosen)} questions", results)
-    args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.json}")
+    print(json.dumps(summary(report), indent=2))
     return 0
 
 

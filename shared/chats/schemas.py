@@ -92,6 +92,7 @@ class SourceOut(BaseModel):
     title: str
     url: str
     snippet: str = ""
+    quote: str = Field(default="", description="The source's sentence that best answers.")
 
 
 class ConversationOut(BaseModel):

@@ -7,13 +7,13 @@ The worker calls :func:`gather_evidence` (raises :class:`SearchError`), sends
 
 from worker.internet.pipeline import Evidence, Passage, Source, gather_evidence
 from worker.internet.prompt import build_messages
-from worker.internet.search import SearchError, SearchUnavailable
+from worker.internet.search import SearchError, SearchNotConfigured
 
 __all__ = [
     "Evidence",
     "Passage",
     "SearchError",
-    "SearchUnavailable",
+    "SearchNotConfigured",
     "Source",
     "build_messages",
     "gather_evidence",

@@ -9,10 +9,12 @@ from dataclasses import asdict
 from shared.chats.models import Conversation
 from shared.errors import ChatbotError
 from shared.generations.models import Generation
+from shared.settings import Settings
 from shared.tokenbus import TokenWriter
-from worker.engine import ChatMessage
+from worker.engine import ChatMessage, Engine
 from worker.generate import PREPARERS, Prepared
-from worker.internet.pipeline import gather_evidence
+from worker.internet.lead import lead_enabled, lead_text
+from worker.internet.pipeline import Evidence, gather_evidence
 from worker.internet.prompt import build_messages
 from worker.internet.search import SearchError
 from worker.runtime import Runtime
@@ -52,12 +54,26 @@ def prepare_internet(
     writer.append(
         "sources", {"sources": sources, "degraded": evidence.degraded, "notes": evidence.notes}
     )
-    messages = build_messages(question, evidence, system_prompt=settings.system_prompt)
-    return Prepared(
-        messages=[ChatMessage(m["role"], m["content"]) for m in messages],  # type: ignore[arg-type]
-        sources=sources,
-        notes=evidence.notes,
+    messages, lead = internet_prompt(question, evidence, engine=runtime.engine, settings=settings)
+    return Prepared(messages=messages, sources=sources, notes=evidence.notes, lead=lead)
+
+
+def internet_prompt(
+    question: str, evidence: Evidence, *, engine: Engine, settings: Settings
+) -> tuple[list[ChatMessage], str]:
+    """The chat for an answer from ``evidence`` (its quotes within
+    ``settings.evidence_tokens`` of ``engine``'s tokens) and the lead the answer opens
+    with ("" when the lead is off or no sentence answers well enough)."""
+    messages = build_messages(
+        question,
+        evidence,
+        system_prompt=settings.system_prompt,
+        budget_tokens=settings.evidence_tokens,
+        count_tokens=lambda text: len(engine.tokenize(text)),
+        order=settings.evidence_order,
     )
+    chat = [ChatMessage(m["role"], m["content"]) for m in messages]  # type: ignore[arg-type]
+    return chat, lead_text(evidence.best) if lead_enabled(settings) else ""
 
 
 PREPARERS["internet"] = prepare_internet

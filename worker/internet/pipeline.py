@@ -3,11 +3,11 @@ passages → rank → numbered sources and the passages that quote them."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import serpapi
 from redis import Redis
@@ -17,7 +17,8 @@ from worker import metrics
 from worker.internet.cache import DEFAULT_NAMESPACE, WebCache
 from worker.internet.extract import Document, extract_document, split_passages
 from worker.internet.fetch import FetchedPage, fetch_pages
-from worker.internet.rank import Candidate, rank_passages
+from worker.internet.quote import Quote, QuotedPassage, pick_quotes
+from worker.internet.rank import Candidate, RankedPassage, rank_passages
 from worker.internet.search import (
     SEARCH_TIMEOUT_S,
     SearchError,
@@ -42,12 +43,14 @@ _SNIPPET_CHARS = 300
 
 @dataclass(frozen=True)
 class Source:
-    """A numbered source as the model cites it ([index]) and the user sees it."""
+    """A numbered source as the model cites it ([index]) and the user sees it; ``quote``
+    is its sentence that best answers the question ("" when none does)."""
 
     index: int
     title: str
     url: str
     snippet: str
+    quote: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,17 +73,16 @@ class SourceInfo:
 
 @dataclass(frozen=True)
 class Evidence:
-    """What the answer may use. ``degraded`` means no page could be read and the passages
-    are search snippets; ``notes`` say, in words, what went wrong along the way."""
+    """What the answer may use. ``passages`` are best first; ``best`` is the sentence that
+    best answers the question (None when no sentence matches it). ``degraded`` means no
+    page could be read and the passages are search snippets; ``notes`` say, in words,
+    what went wrong along the way."""
 
     sources: list[Source] = field(default_factory=list)
     passages: list[Passage] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     degraded: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (for the ``sources`` event and the saved message)."""
-        return asdict(self)
+    best: Quote | None = None
 
 
 def passage_budget_chars(settings: Settings) -> int:
@@ -125,12 +127,38 @@ def gather_evidence(
         listed = "; ".join(f"{url} ({reason})" for url, reason in failures.items())
         notes.append(f"Could not read {len(failures)} of {len(to_read)} pages: {listed}")
 
-    candidates, infos = build_candidates(result, documents)
     degraded = not documents
     if degraded and to_read:
         notes.append("None of the result pages could be read; answering from search snippets.")
     elif degraded:
         notes.append("The search listed no pages; answering from the search page's own answer.")
+    evidence = select_evidence(
+        question, result, documents, settings=settings, budget_chars=budget_chars
+    )
+    log.info(
+        "evidence gathered",
+        extra={
+            "pages_read": len(documents),
+            "pages_failed": len(failures),
+            "passages": len(evidence.passages),
+            "degraded": degraded,
+            "elapsed_ms": round((time.monotonic() - started) * 1000),
+        },
+    )
+    return dataclasses.replace(evidence, notes=notes, degraded=degraded)
+
+
+def select_evidence(
+    question: str,
+    result: SearchResult,
+    documents: Mapping[str, Document],
+    *,
+    settings: Settings,
+    budget_chars: int | None = None,
+) -> Evidence:
+    """Rank the passages of the read ``documents`` (and the search page's own evidence)
+    for ``question``, and number their sources best first (see :func:`number_sources`)."""
+    candidates, infos = build_candidates(result, documents)
     ranked = rank_passages(
         question,
         candidates,
@@ -138,12 +166,38 @@ def gather_evidence(
         budget_chars=budget_chars if budget_chars is not None else passage_budget_chars(settings),
         max_per_source=MAX_PASSAGES_PER_SOURCE,
     )
+    sources, passages, best = number_sources(question, ranked, infos)
+    return Evidence(sources=sources, passages=passages, best=best)
 
+
+def number_sources(
+    question: str, ranked: list[RankedPassage], infos: Mapping[str, SourceInfo]
+) -> tuple[list[Source], list[Passage], Quote | None]:
+    """Order the ranked passages by how well their best sentence answers ``question``
+    (passages without one keep their rank order, after them), number their sources in
+    that order, and quote each source by its best sentence."""
+    quoted = [
+        QuotedPassage(
+            source_index=number,  # the position in ``ranked`` until sources are numbered
+            text=item.candidate.text,
+            score=item.score,
+            context=item.candidate.heading,
+            title=item.candidate.title,
+        )
+        for number, item in enumerate(ranked)
+    ]
+    quotes = pick_quotes(question, quoted)
+    quote_of = {quote.source_index: quote for quote in quotes}
+    order = [quote.source_index for quote in quotes]
+    order += [number for number in range(len(ranked)) if number not in quote_of]
     numbers: dict[str, int] = {}
     sources: list[Source] = []
     passages: list[Passage] = []
-    for item in ranked:
+    best: Quote | None = None
+    for position in order:
+        item = ranked[position]
         key = item.candidate.source
+        quote = quote_of.get(position)
         if key not in numbers:
             numbers[key] = len(sources) + 1
             info = infos[key]
@@ -153,24 +207,15 @@ def gather_evidence(
                     title=info.title,
                     url=info.url,
                     snippet=_shorten(info.snippet, _SNIPPET_CHARS),
+                    quote=quote.text if quote is not None else "",
                 )
             )
+        if best is None and quote is not None:
+            best = Quote(source_index=numbers[key], text=quote.text, score=quote.score)
         passages.append(
             Passage(source_index=numbers[key], text=item.candidate.text, score=item.score)
         )
-    passages.sort(key=lambda passage: passage.source_index)  # stable: best first per source
-    log.info(
-        "evidence gathered",
-        extra={
-            "pages_read": len(documents),
-            "pages_failed": len(failures),
-            "candidates": len(candidates),
-            "passages": len(passages),
-            "degraded": degraded,
-            "elapsed_ms": round((time.monotonic() - started) * 1000),
-        },
-    )
-    return Evidence(sources=sources, passages=passages, notes=notes, degraded=degraded)
+    return sources, passages, best
 
 
 def build_candidates(

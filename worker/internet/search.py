@@ -45,7 +45,7 @@ class SearchError(Exception):
         self.status = status
 
 
-class SearchUnavailable(SearchError):
+class SearchNotConfigured(SearchError):
     """Search is not configured (no SerpApi key)."""
 
     def __init__(self, reason: str = "web search is not configured (no SerpApi key)") -> None:
@@ -110,10 +110,10 @@ def search_params(question: str, *, settings: Settings) -> dict[str, str | int]:
 def make_client(*, settings: Settings, timeout_s: float = SEARCH_TIMEOUT_S) -> serpapi.Client:
     """A ``serpapi.Client`` that talks to ``settings.serpapi_base_url``.
 
-    Raises :class:`SearchUnavailable` when no key is configured.
+    Raises :class:`SearchNotConfigured` when no key is configured.
     """
     if not settings.serpapi_api_key:
-        raise SearchUnavailable()
+        raise SearchNotConfigured()
     client = serpapi.Client(api_key=settings.serpapi_api_key, timeout=timeout_s)
     # The client reads BASE_DOMAIN from self, so an instance attribute redirects it.
     client.BASE_DOMAIN = settings.serpapi_base_url.rstrip("/")
@@ -131,7 +131,7 @@ def search(
     knowledge graph.
 
     ``client`` defaults to :func:`make_client`; a client passed in is used as it is
-    (its own key and base URL). Raises :class:`SearchUnavailable` without a key and
+    (its own key and base URL). Raises :class:`SearchNotConfigured` without a key and
     :class:`SearchError` on any failure (HTTP error, error JSON, quota, bad key,
     timeout, unreadable answer). A search that simply found nothing returns an empty
     :class:`SearchResult`.

@@ -100,6 +100,11 @@ def test_best_page_is_source_one_and_passages_cite_it(
     assert not any("Sign in" in p.text or "Privacy" in p.text for p in evidence.passages)
     assert {p.source_index for p in evidence.passages} <= {s.index for s in evidence.sources}
     assert web.hits["/k2"] == web.hits["/everest"] == web.hits["/trek"] == 1
+    # The sentence that answers is the best quote, from source 1, and that source's quote.
+    assert evidence.best is not None and evidence.best.source_index == 1
+    assert ANSWER in evidence.best.text and "Climbing seasons" not in evidence.best.text
+    assert evidence.sources[0].quote == evidence.best.text
+    assert all(source.quote for source in evidence.sources)
 
 
 def test_answer_box_and_knowledge_graph_are_evidence(

@@ -64,29 +64,55 @@ def test_delimiter_lookalikes_in_page_text_are_neutralised() -> None:
     assert neutralise("a <<<< b >>> c") == "a \u2039\u2039\u2039\u2039 b \u203a\u203a\u203a c"
 
 
-def test_budget_drops_the_weakest_passages_first() -> None:
-    full = build_messages(QUESTION, evidence(), system_prompt=SYSTEM)
-    full_size = sum(len(message["content"]) for message in full)
-    budget = full_size - 10
+def words(text: str) -> int:
+    """A stand-in tokenizer: one token per word."""
+    return len(text.split())
 
-    messages = build_messages(QUESTION, evidence(), system_prompt=SYSTEM, budget_chars=budget)
+
+def test_the_budget_keeps_the_best_passages_first_in() -> None:
+    # Evidence passages come best first; the budget fits the first two.
+    best_first = evidence(
+        passages=[
+            Passage(source_index=1, text="Baikal is 1,642 metres deep.", score=3.0),
+            Passage(source_index=2, text="Tanganyika is 1,470 metres deep.", score=2.0),
+            Passage(source_index=1, text="It is 25 million years old and very deep.", score=1.0),
+        ]
+    )
+    # Each block's delimiters cost 7 words, each passage its words + 2: 14 + 14 + 11.
+    messages = build_messages(
+        QUESTION, best_first, system_prompt=SYSTEM, budget_tokens=28, count_tokens=words
+    )
 
     user = messages[1]["content"]
-    assert sum(len(message["content"]) for message in messages) <= budget
-    assert "25 million years" not in user  # score 1.0: dropped first
     assert "1,642 metres" in user and "1,470 metres" in user
+    assert "25 million years" not in user  # the weakest, and over the budget
+    assert user.index("SOURCE 1:") < user.index("SOURCE 2:")
     assert user.endswith(f"Question: {QUESTION}")
 
 
-def test_a_single_passage_is_shortened_to_fit() -> None:
+def test_best_last_puts_the_best_source_next_to_the_question() -> None:
+    messages = build_messages(
+        QUESTION, evidence(), system_prompt=SYSTEM, order="best_last", count_tokens=words
+    )
+
+    user = messages[1]["content"]
+    assert user.index("SOURCE 2:") < user.index("SOURCE 1:")
+    assert user.endswith(f"<<<END SOURCE 1>>>\n\nQuestion: {QUESTION}")
+
+
+def test_a_first_passage_over_the_budget_is_shortened_to_fit() -> None:
     long_text = "Baikal " + "is very deep and old " * 200
     one = evidence(passages=[Passage(source_index=1, text=long_text, score=1.0)])
 
-    messages = build_messages(QUESTION, one, system_prompt=SYSTEM, budget_chars=800)
+    messages = build_messages(
+        QUESTION, one, system_prompt=SYSTEM, budget_tokens=60, count_tokens=words
+    )
 
-    assert sum(len(message["content"]) for message in messages) <= 800
-    assert "<<<SOURCE 1: Lake Baikal>>>" in messages[1]["content"]
-    assert "…\n<<<END SOURCE 1>>>" in messages[1]["content"]
+    user = messages[1]["content"]
+    quoted = user.split(">>>\n", 1)[1].split("\n<<<END", 1)[0]
+    assert 40 <= words(quoted) <= 60
+    assert "<<<SOURCE 1: Lake Baikal>>>" in user
+    assert quoted.endswith("…")
 
 
 def test_degraded_and_empty_evidence() -> None:

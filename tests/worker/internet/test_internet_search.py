@@ -8,7 +8,7 @@ import pytest
 from internet_fakes import TEST_API_KEY, FakeSerpApi
 
 from shared.settings import Settings
-from worker.internet.search import SearchError, SearchUnavailable, parse_results, search
+from worker.internet.search import SearchError, SearchNotConfigured, parse_results, search
 
 SERP = {
     "search_metadata": {"status": "Success", "google_url": "https://www.google.com/search?q=x"},
@@ -148,6 +148,6 @@ def test_search_unreachable_service_does_not_leak_the_key(
 def test_search_without_key_is_unavailable(
     serpapi_fake: FakeSerpApi, make_settings: Callable[..., Settings]
 ) -> None:
-    with pytest.raises(SearchUnavailable):
+    with pytest.raises(SearchNotConfigured):
         search("x", settings=make_settings(serpapi_api_key=""))
     assert serpapi_fake.searches == 0

@@ -1,0 +1,124 @@
+"""Picking the sentence that answers, and the lead an answer opens with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared.settings import Settings
+from worker.internet.lead import estimate_parameters, lead_enabled, lead_text, model_parameters
+from worker.internet.quote import (
+    Quote,
+    QuotedPassage,
+    expected_answer,
+    pick_quotes,
+    split_sentences,
+)
+
+
+def test_sentences_are_split_at_their_ends_and_table_rows_are_one() -> None:
+    text = "The bridge opened in 1999. It is 1,482 metres long! Tolls? None.\n| Length | 1,482 m |"
+    assert split_sentences(text) == [
+        "The bridge opened in 1999.",
+        "It is 1,482 metres long!",
+        "Length 1,482 m.",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("How many floors does the tower have?", "number"),
+        ("When did the railway open?", "date"),
+        ("In which month is the festival held?", "date"),
+        ("Who invented the quillon engine?", "name"),
+        ("What is the capital of Kelbrin?", "name"),
+        ("Why is the sky blue?", None),
+    ],
+)
+def test_the_kind_of_answer_a_question_asks_for(question: str, kind: str | None) -> None:
+    assert expected_answer(question) == kind
+
+
+def test_the_sentence_with_the_asked_number_wins_over_a_look_alike() -> None:
+    passages = [
+        QuotedPassage(
+            source_index=1,
+            text="The Corvid Tower opened in 2016. The tower has 97 floors above ground and "
+            "four basement levels. Offices fill the lower floors.",
+            score=2.0,
+            title="Corvid Tower",
+        ),
+        QuotedPassage(
+            source_index=2,
+            text="The Meridian Tower has 64 floors. It was the tallest in the city.",
+            score=2.2,
+            title="The tallest buildings in Port Elsa",
+        ),
+    ]
+
+    quotes = pick_quotes("How many floors does the Corvid Tower have?", passages)
+
+    assert quotes[0] == Quote(
+        source_index=1,
+        text="The tower has 97 floors above ground and four basement levels.",
+        score=quotes[0].score,
+    )
+    assert [quote.source_index for quote in quotes] == [1, 2]
+
+
+def test_a_full_date_and_a_full_name_are_preferred() -> None:
+    dated = [
+        QuotedPassage(1, "The treaty was signed in 1784. Talks began in 1783.", 1.0),
+        QuotedPassage(2, "The treaty was signed on 14 June 1784 in the abbey.", 1.0),
+    ]
+    assert "14 June 1784" in pick_quotes("When was the treaty signed?", dated)[0].text
+
+    named = [QuotedPassage(1, "The engine was invented by Edda Varnsworth of Leeds.", 1.0)]
+    assert pick_quotes("Who invented the engine?", named)[0].text.startswith("The engine")
+
+
+def test_no_quote_without_a_question_term_and_long_sentences_are_cut() -> None:
+    assert pick_quotes("How deep is the lake?", [QuotedPassage(1, "Cats sleep a lot.", 1.0)]) == []
+    long = "Filler words go here " * 30 + "and the lake is 214 metres deep " + "more text " * 40
+    (quote,) = pick_quotes("How deep is the lake?", [QuotedPassage(1, long.strip() + ".", 1.0)])
+    assert "214 metres deep" in quote.text and len(quote.text) <= 330
+    assert quote.text.startswith("…") and quote.text.endswith("…")
+
+
+def test_the_lead_cites_the_best_sentence() -> None:
+    best = Quote(source_index=2, text="The lake is 214 metres deep.", score=1.5)
+    assert lead_text(best) == "The lake is 214 metres deep [2]."
+    assert lead_text(Quote(source_index=1, text="Weak.", score=0.1)) == ""
+    assert lead_text(None) == ""
+
+
+def test_the_lead_setting(tmp_path: Path) -> None:
+    def settings(**values: object) -> Settings:
+        return Settings(_env_file=None, data_dir=tmp_path, **values)  # type: ignore[call-arg]
+
+    assert lead_enabled(settings(evidence_lead="on"))
+    assert not lead_enabled(settings(evidence_lead="off"))
+    # auto: a model whose size cannot be read (not pulled here) counts as small.
+    assert model_parameters(settings(model=str(tmp_path / "missing.gguf"))) is None
+    assert lead_enabled(settings(evidence_lead="auto", model=str(tmp_path / "missing.gguf")))
+
+
+def test_model_size_from_gguf_metadata() -> None:
+    smollm2 = {
+        "general.architecture": "llama",
+        "llama.block_count": 30,
+        "llama.embedding_length": 576,
+        "llama.feed_forward_length": 1536,
+        "llama.vocab_size": 49152,
+    }
+    llama7b = {
+        "general.architecture": "llama",
+        "llama.block_count": 32,
+        "llama.embedding_length": 4096,
+        "llama.feed_forward_length": 11008,
+    }
+    assert 100e6 < (estimate_parameters(smollm2) or 0) < 200e6
+    assert 6e9 < (estimate_parameters(llama7b) or 0) < 7.5e9
+    assert estimate_parameters({}) is None

@@ -1,0 +1,341 @@
+"""Pick the sentence that answers the question from the ranked passages.
+
+Small models given a passage that holds the answer often ignore it, so the answer can
+open with the best sentence, cited, before the model writes a word. A sentence scores by
+how much of the question it covers (terms weighted by rarity), whether it holds the kind
+of answer asked for (a number for "how many", a date for "when", a name for "who"), how
+close that answer sits to the question's terms, and how well its passage ranked.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from worker.internet.rank import QuestionShape, analyse_question, tokenize
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[]?[A-Z0-9])")
+_TABLE_CELL = re.compile(r"\s*\|\s*")
+_WORD = re.compile(r"[\w'\u2019-]+")
+_NUMBER_WORDS = frozenset(
+    [
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
+        "nineteen",
+        "twenty",
+        "thirty",
+        "forty",
+        "fifty",
+        "sixty",
+        "seventy",
+        "eighty",
+        "ninety",
+        "hundred",
+        "thousand",
+        "million",
+        "billion",
+        "trillion",
+        "dozen",
+        "half",
+    ]
+)
+_MONTHS = frozenset(
+    [
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+    ]
+)
+_YEAR_CUES = frozenset(["in", "since", "by", "from", "until", "before", "after", "of", "circa"])
+_YEAR = re.compile(r"^(1[0-9]{3}|20[0-9]{2})s?$")
+_EXPECTS_NAME = re.compile(
+    r"^\s*(who|whom|whose|where|(in |from )?(what|which) (city|country|town|place|person|company"
+    r"|river|lake|sea|team|capital|language|currency)|what(\s+is|\s+was|'s) the (name|capital"
+    r"|currency|language)|what(\s+is|\s+was|'s) the \w+est\b)\b",
+    re.I,
+)
+# Capitalised words that start sentences or are too common to be an answer.
+_NOT_NAMES = frozenset(
+    [
+        "the",
+        "a",
+        "an",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "he",
+        "she",
+        "they",
+        "we",
+        "you",
+        "i",
+        "in",
+        "on",
+        "at",
+        "of",
+        "for",
+        "to",
+        "and",
+        "or",
+        "but",
+        "by",
+        "with",
+        "from",
+        "as",
+        "after",
+        "before",
+        "during",
+        "since",
+        "about",
+    ]
+)
+
+MAX_QUOTE_CHARS = 320
+"""Longest quote; a longer sentence is cut around the words that matched the question."""
+ANSWER_WEIGHT = 1.0
+"""Added to a sentence's score when it holds the kind of answer asked for."""
+MISSING_ANSWER_FACTOR = 0.35
+"""Score multiplier for a sentence without the kind of answer the question asks for."""
+FULL_ANSWER_BONUS = 1.0
+"""Extra answer weight for a full answer: a day, month and year; a first and last name."""
+CLOSENESS_WEIGHT = 0.6
+"""Added (times 1 / (1 + distance / 4)) for an answer near the question's terms."""
+PASSAGE_WEIGHT = 0.3
+"""Share of a sentence's score that depends on its passage's rank score."""
+TITLE_WEIGHT = 0.4
+"""Share of a sentence's score that depends on how much of the question its page's title
+holds (a page about the question's subject beats a page that mentions it)."""
+CONTEXT_CREDIT = 0.6
+"""Credit for a question term found only around a sentence (its passage, heading, title)
+rather than in it: "It has 163 floors" answers for the building its page is about."""
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A sentence from source ``source_index`` and how well it answers (higher is better)."""
+
+    source_index: int
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class QuotedPassage:
+    """What :func:`pick_quotes` reads: a passage's source number, text and rank score."""
+
+    source_index: int
+    text: str
+    score: float
+    context: str = ""
+    """The section heading: a sentence's subject is often only there or in the title."""
+    title: str = ""
+    """The page's title: a page about the question's subject is likelier to answer it."""
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of ``text`` (a table row counts as one)."""
+    sentences: list[str] = []
+    for line in text.split("\n"):
+        for sentence in _SENTENCE_END.split(line):
+            sentence = sentence.strip()
+            if sentence.startswith("|"):
+                sentence = _TABLE_CELL.sub(" ", sentence.strip("| ")).strip() + "."
+            if len(sentence.split()) >= 3:
+                sentences.append(sentence)
+    return sentences
+
+
+def expected_answer(question: str, shape: QuestionShape | None = None) -> str | None:
+    """``number``, ``date``, ``name`` or None: the kind of answer ``question`` asks for."""
+    shape = shape or analyse_question(question)
+    if shape.expects is not None:
+        return shape.expects
+    if _EXPECTS_NAME.match(question):
+        return "name"
+    return None
+
+
+def pick_quotes(question: str, passages: Sequence[QuotedPassage]) -> list[Quote]:
+    """The best sentence of each passage, best first (passages without one are left out)."""
+    shape = analyse_question(question)
+    if not shape.terms or not passages:
+        return []
+    expects = expected_answer(question, shape)
+    question_words = {word.casefold() for word in _WORD.findall(question)}
+    top = max((passage.score for passage in passages), default=0.0) or 1.0
+    sentences = [(n, s) for n, p in enumerate(passages) for s in split_sentences(p.text)]
+    idf = _idf(shape, [set(tokenize(sentence)) for _, sentence in sentences])
+    contexts = [set(tokenize(f"{p.title}\n{p.context}\n{p.text}")) for p in passages]
+    titles = [set(tokenize(p.title)) for p in passages]
+    term_weight = sum(idf[term] for term in set(shape.terms)) or 1.0
+    best_of: dict[int, Quote] = {}
+    for number, sentence in sentences:
+        passage = passages[number]
+        around = contexts[number]
+        score = _sentence_score(shape, idf, expects, question_words, sentence, around)
+        if score <= 0:
+            continue
+        score *= 1.0 - PASSAGE_WEIGHT + PASSAGE_WEIGHT * max(0.0, passage.score) / top
+        in_title = sum(idf[term] for term in set(shape.terms) if term in titles[number])
+        score *= 1.0 - TITLE_WEIGHT + TITLE_WEIGHT * in_title / term_weight
+        current = best_of.get(number)
+        if current is None or score > current.score:
+            best_of[number] = Quote(passage.source_index, _trim(sentence, shape), score)
+    return sorted(best_of.values(), key=lambda quote: -quote.score)
+
+
+def _idf(shape: QuestionShape, sentence_tokens: list[set[str]]) -> dict[str, float]:
+    """Rarity of each question term among the sentences (a rare term says more)."""
+    counts: Counter[str] = Counter()
+    for tokens in sentence_tokens:
+        counts.update(term for term in set(shape.terms) | set(shape.related) if term in tokens)
+    total = len(sentence_tokens) or 1
+    return {
+        term: math.log(1.0 + (total - counts[term] + 0.5) / (counts[term] + 0.5))
+        for term in set(shape.terms) | set(shape.related)
+    }
+
+
+def _sentence_score(
+    shape: QuestionShape,
+    idf: dict[str, float],
+    expects: str | None,
+    question_words: set[str],
+    sentence: str,
+    around: set[str],
+) -> float:
+    present = set(tokenize(sentence))
+    terms = list(dict.fromkeys(shape.terms))
+    weight = sum(idf[term] for term in terms) or 1.0
+    coverage = (
+        sum(
+            idf[term] * (1.0 if term in present else CONTEXT_CREDIT)
+            for term in terms
+            if term in present or term in around
+        )
+        / weight
+    )
+    related = [term for term in shape.related if term in present]
+    if coverage == 0 and not related:
+        return 0.0
+    score = coverage + (0.5 * max(idf[term] for term in related) / weight if related else 0.0)
+    if expects is None:
+        return score
+    answers = _answer_positions(sentence, expects, question_words)
+    if not answers:
+        return score * MISSING_ANSWER_FACTOR
+    score += ANSWER_WEIGHT * _answer_strength(sentence, expects, answers)
+    words = [word.casefold() for word in _WORD.findall(sentence)]
+    anchors = [
+        index
+        for index, word in enumerate(words)
+        if tokenize(word) and tokenize(word)[0] in set(terms) | set(related)
+    ]
+    if anchors:
+        distance = min(abs(a - b) for a in answers for b in anchors)
+        score += CLOSENESS_WEIGHT / (1.0 + distance / 4.0)
+    return score
+
+
+def _answer_positions(sentence: str, expects: str, question_words: set[str]) -> list[int]:
+    """Word positions in ``sentence`` that could be the answer, of the kind expected."""
+    words = _WORD.findall(sentence)
+    positions: list[int] = []
+    for index, word in enumerate(words):
+        lower = word.casefold()
+        if lower in question_words:
+            continue
+        if expects == "number":
+            after = words[index - 1].casefold() if index > 0 else ""
+            if _YEAR.match(lower) and (after in _YEAR_CUES or after in _MONTHS):
+                continue  # "opened in 2016" is no answer to "how many"
+            if any(ch.isdigit() for ch in word) or lower in _NUMBER_WORDS:
+                positions.append(index)
+        elif expects == "date":
+            if _YEAR.match(lower) or lower in _MONTHS:
+                positions.append(index)
+        elif (
+            word[:1].isupper()
+            and index > 0
+            and lower not in _NOT_NAMES
+            and lower not in _MONTHS
+            and not any(ch.isdigit() for ch in word)
+        ):
+            positions.append(index)
+    return positions
+
+
+_MONTH = "(" + "|".join(sorted(_MONTHS)) + ")"
+_FULL_DATE = re.compile(
+    rf"\b(\d{{1,2}}(st|nd|rd|th)? (of )?{_MONTH},? \d{{3,4}}"
+    rf"|{_MONTH} \d{{1,2}}(st|nd|rd|th)?,? \d{{3,4}})\b",
+    re.I,
+)
+_MONTH_YEAR = re.compile(rf"\b{_MONTH},? \d{{3,4}}\b", re.I)
+
+
+def _answer_strength(sentence: str, expects: str, answers: list[int]) -> float:
+    """How specific the answer is: a full date beats a year, a full name a single word."""
+    if expects == "date":
+        if _FULL_DATE.search(sentence):
+            return 1.0 + FULL_ANSWER_BONUS
+        return 1.0 + FULL_ANSWER_BONUS / 2 if _MONTH_YEAR.search(sentence) else 1.0
+    if expects == "name":
+        paired = any(b - a == 1 for a, b in itertools.pairwise(answers))
+        return 1.0 + FULL_ANSWER_BONUS if paired else 1.0
+    return 1.0
+
+
+def _trim(sentence: str, shape: QuestionShape) -> str:
+    """``sentence``, or its part around the question's terms when it is too long."""
+    if len(sentence) <= MAX_QUOTE_CHARS:
+        return sentence
+    words = sentence.split()
+    wanted = set(shape.terms) | set(shape.related)
+    hits = [i for i, word in enumerate(words) if set(tokenize(word)) & wanted] or [0]
+    middle = hits[len(hits) // 2]
+    start, end = middle, middle + 1
+    while end - start < len(words):
+        grown = False
+        if start > 0 and len(" ".join(words[start - 1 : end])) <= MAX_QUOTE_CHARS - 2:
+            start -= 1
+            grown = True
+        if end < len(words) and len(" ".join(words[start : end + 1])) <= MAX_QUOTE_CHARS - 2:
+            end += 1
+            grown = True
+        if not grown:
+            break
+    text = " ".join(words[start:end])
+    return ("…" if start > 0 else "") + text + ("…" if end < len(words) else "")

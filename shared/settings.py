@@ -83,8 +83,13 @@ class Settings(BaseSettings):
             "'hf:<repo_id>/<file.gguf>', or a path to a .gguf file."
         ),
     )
-    engine: Literal["ctransformers"] = Field(
-        default="ctransformers", description="Inference engine used by workers."
+    engine: str = Field(
+        default="ctransformers",
+        min_length=1,
+        description=(
+            "Inference engine used by workers: a name registered in worker.engine.ENGINES "
+            "(checked when a worker loads it)."
+        ),
     )
     gpu_layers: int = Field(default=0, ge=0, description="Model layers to offload to the GPU.")
     threads: int = Field(

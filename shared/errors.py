@@ -39,11 +39,6 @@ class NotFound(ChatbotError):
     code = "not_found"
 
 
-class MethodNotAllowed(ChatbotError):
-    status_code = 405
-    code = "method_not_allowed"
-
-
 class Conflict(ChatbotError):
     status_code = 409
     code = "conflict"
@@ -57,11 +52,6 @@ class PayloadTooLarge(ChatbotError):
 class ValidationFailed(ChatbotError):
     status_code = 422
     code = "validation_error"
-
-
-class TooManyRequests(ChatbotError):
-    status_code = 429
-    code = "rate_limited"
 
 
 class ServiceUnavailable(ChatbotError):
@@ -78,7 +68,8 @@ class SearchUnavailable(ServiceUnavailable):
 
 
 class GenerationFailed(ChatbotError):
-    """A generation ended in error (sent as an SSE ``error`` event, not an HTTP status)."""
+    """A generation cannot go on: sent to clients as an SSE ``error`` event (the status is
+    never an HTTP response's: the stream's headers are sent by then)."""
 
     status_code = 500
     code = "generation_failed"

@@ -11,8 +11,6 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shared.db import Base, UTCDateTime, new_id, utcnow
 
-ROLES = ("Human", "Assistant")
-
 
 class Chat(Base):
     """A named thread of messages."""

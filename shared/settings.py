@@ -5,6 +5,7 @@ Nothing else in the code base reads ``os.environ``: take a ``Settings`` and pass
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -176,6 +177,23 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'chatbot.db').resolve()}"
+
+    @property
+    def task_soft_time_limit_s(self) -> int:
+        """Celery's soft time limit of a generation task: the generation's own deadline
+        (``generation_time_limit_s``, enforced by the worker) plus a minute of slack."""
+        return math.ceil(self.generation_time_limit_s + 60)
+
+    @property
+    def task_time_limit_s(self) -> int:
+        """Celery's hard time limit of a generation task: the child is killed past it."""
+        return math.ceil(self.generation_time_limit_s + 120)
+
+    @property
+    def visibility_timeout_s(self) -> int:
+        """How long the Redis broker waits for an unacknowledged job before delivering it
+        again: above the hard time limit, so a live job is never handed out twice."""
+        return self.task_time_limit_s + 300
 
     @property
     def models_dir(self) -> Path:

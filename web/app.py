@@ -122,7 +122,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             engine=engine,
             sessions=make_sessionmaker(engine),
             redis=redis,
-            celery=make_celery("chatbot-web", broker_url=settings.redis_url),
+            celery=make_celery(settings, "chatbot-web"),
             hub=hub,
         )
         app.state.chatbot = state

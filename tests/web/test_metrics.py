@@ -121,9 +121,11 @@ async def test_a_generation_is_written_once_and_rendered(
     }
 
 
-async def test_queue_depth_counts_every_priority_list(aclient: aioredis.Redis) -> None:
+async def test_queue_depth_counts_every_priority_list(
+    aclient: aioredis.Redis, tmp_path: Path
+) -> None:
     queue = f"test-queue-{uuid.uuid4().hex}"
-    celery = make_celery("test-metrics")
+    celery = make_celery(make_settings(tmp_path), "test-metrics")
     try:
         for priority in (None, 0, 5, 9):  # kombu keeps priorities 3..9 in their own lists
             celery.send_task("chatbot.nothing", queue=queue, priority=priority)

@@ -42,6 +42,27 @@ class Settings(BaseSettings):
             "Empty means a SQLite file at DATA_DIR/chatbot.db."
         ),
     )
+    db_connect_timeout_s: int = Field(
+        default=5,
+        ge=2,
+        description=(
+            "Postgres: longest wait for a new connection, handshake included (libpq "
+            "connect_timeout; a server that accepts but never answers fails after this)."
+        ),
+    )
+    db_statement_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description=(
+            "Postgres: longest a statement may run (lock waits included) before the server "
+            "cancels it; the slowest real query takes well under a second."
+        ),
+    )
+    db_pool_timeout_s: float = Field(
+        default=3.0,
+        gt=0,
+        description="Longest wait for a free connection of the pool when all are busy.",
+    )
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",
         description="Redis (or Valkey) URL: the Celery broker, the token bus and the web cache.",

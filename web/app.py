@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from shared.db import make_engine, make_sessionmaker
+from shared.db import engine_from_settings, make_sessionmaker
 from shared.errors import ChatbotError, ServiceUnavailable
 from shared.logs import configure_logging
 from shared.queue import make_celery
@@ -113,7 +113,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        engine = make_engine(settings.sqlalchemy_url)
+        engine = engine_from_settings(settings)
         redis = async_client(settings)
         hub = TokenHub(redis, grace_s=settings.stream_grace_s)
         await hub.start()
@@ -169,7 +169,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             HTTPException: http_error,
             RedisError: dependency_down,
             OperationalError: dependency_down,
-            PoolTimeout: dependency_down,  # every database connection busy for 30 s
+            # psycopg's ConnectionTimeout and QueryCanceled (DB_CONNECT_TIMEOUT_S,
+            # DB_STATEMENT_TIMEOUT_S) are OperationalErrors; a pool wait past
+            # DB_POOL_TIMEOUT_S is SQLAlchemy's TimeoutError.
+            PoolTimeout: dependency_down,
             Exception: internal_error,
         },
         lifespan=lifespan,

@@ -65,10 +65,10 @@ def failed_generations(base: str) -> float:
 def test_no_worker_is_503_before_streaming(lonely: Stack) -> None:
     base = lonely.url()
     chat_id = new_chat(base, ("Human", "Hello?"))
-    started = time.monotonic()
     got = stream(base, f"/conversations/inference/{chat_id}")
-    assert time.monotonic() - started < 10  # answered at once, not after a queue timeout
+    # Before streaming (no 200 with an error event after a queue timeout): a plain 503.
     assert got.status == 503
+    assert got.events == []
     assert got.body["error"]["code"] == "no_worker"
     assert "chatbot worker" in got.body["error"]["message"]
     ready = httpx.get(f"{base}/readyz")
@@ -93,9 +93,7 @@ def test_job_nobody_takes_ends_with_error_after_queue_timeout(
     base = lonely.url()
     chat_id = new_chat(base, ("Human", "Hello?"))
     errors_before = failed_generations(base)
-    started = time.monotonic()
     got = stream(base, f"/conversations/inference/{chat_id}", timeout=20)
-    waited = time.monotonic() - started
     assert got.status == 200
     assert [e.event for e in got.events] == ["generation", "error"], [
         (e.event, e.data[:80]) for e in got.events
@@ -103,7 +101,6 @@ def test_job_nobody_takes_ends_with_error_after_queue_timeout(
     error = got.events[-1].json()["error"]
     assert error["code"] == "no_worker"
     assert "within 2 s" in error["message"]
-    assert 2 <= waited < 20  # after the queue timeout, not a hang
     assert [m["role"] for m in messages(base, chat_id)] == ["Human"]
     assert failed_generations(base) == errors_before + 1  # counted in /metrics too
     # The chat can be asked again: the failed generation is not "running" forever.

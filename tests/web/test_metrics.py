@@ -174,7 +174,9 @@ async def test_metrics_without_redis_still_render(tmp_path: Path, sqlite_url: st
     assert ("chatbot_sse_active_streams", ()) in got
 
 
-async def test_readyz_is_fast_when_a_worker_beats(tmp_path: Path, sqlite_url: str) -> None:
+async def test_readyz_reads_a_heartbeat_before_pinging_workers(
+    tmp_path: Path, sqlite_url: str
+) -> None:
     # A Redis database of this test's own: a heartbeat here fools no other test.
     url = REDIS_URL.rsplit("/", 1)[0] + "/14"
     sync = redis.Redis.from_url(url)
@@ -182,9 +184,7 @@ async def test_readyz_is_fast_when_a_worker_beats(tmp_path: Path, sqlite_url: st
     async with app_client(
         make_settings(tmp_path, database_url=sqlite_url, redis_url=url)
     ) as client:
-        started = time.perf_counter()
         lonely = await client.get("/readyz")
-        lonely_s = time.perf_counter() - started
         sync.zadd(WORKERS_KEY, {"test-host:1": time.time()})
         ready = await client.get("/readyz")
     sync.delete(WORKERS_KEY)
@@ -195,7 +195,6 @@ async def test_readyz_is_fast_when_a_worker_beats(tmp_path: Path, sqlite_url: st
     assert lonely.status_code == 503
     assert "no worker" in lonely.json()["checks"]["workers"]["error"]
     assert "ping" in lonely.json()["checks"]["workers"]["error"]
-    assert lonely_s < 10  # not a hang
 
 
 async def test_lifespan_puts_the_signal_handlers_back(tmp_path: Path, sqlite_url: str) -> None:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import cast
 
 import pytest
-from gguf import GGUFReader
 
-from shared import modelstore
 from shared.modelstore import ModelNotFoundError
 from shared.settings import Settings
 from worker.engine import (
@@ -24,10 +20,10 @@ from worker.engine import (
     base,
     fit_messages,
     load_engine,
+    register_engine,
 )
 from worker.engine.base import StopStringFilter
 from worker.engine.ctransformers_engine import CTransformersEngine
-from worker.engine.ctransformers_gguf import ensure_prepared, prepared_path
 from worker.engine.template import CHATML_TEMPLATE, ChatTemplate
 
 GREEDY = SamplingParams(temperature=0.0, max_new_tokens=48, repetition_penalty=1.0, seed=0)
@@ -45,87 +41,6 @@ def ask(engine: CTransformersEngine, question: str) -> list[int]:
     return engine.render_prompt(
         [ChatMessage("system", "You are a helpful assistant."), ChatMessage("user", question)]
     )
-
-
-def test_the_engine_copy_is_rewritten_for_the_old_loader(
-    engine: CTransformersEngine, model_settings: Settings
-) -> None:
-    files = modelstore.resolve(model_settings)
-    # The JSON copy of the original's metadata is cheap to read; GGUFReader takes seconds.
-    original = modelstore.read_metadata(files)
-    copy = GGUFReader(prepared_path(files))  # written when the engine fixture loaded
-    tokens = copy.fields["tokenizer.ggml.tokens"].contents()
-    original_tokens = original["tokenizer.ggml.tokens"]
-
-    # The byte-level newline "Ċ" is renamed to a literal "\n"; nothing else changes.
-    newline = original_tokens.index("\u010a")
-    assert tokens[newline] == "\n"
-    assert tokens[:newline] + tokens[newline + 1 :] == (
-        original_tokens[:newline] + original_tokens[newline + 1 :]
-    )
-    assert "tokenizer.ggml.scores" not in original
-    assert copy.fields["tokenizer.ggml.scores"].contents() == [0.0] * len(tokens)
-    assert copy.fields["tokenizer.chat_template"].contents() == original["tokenizer.chat_template"]
-    # The tied embeddings are copied to the output projection the old loader requires.
-    tensors = {tensor.name: tensor for tensor in copy.tensors}
-    output, embeddings = tensors["output.weight"], tensors["token_embd.weight"]
-    assert output.tensor_type == embeddings.tensor_type
-    assert output.data.tobytes() == embeddings.data.tobytes()
-    assert files.original_path.stat().st_size + output.n_bytes < prepared_path(files).stat().st_size
-    # The copy is named after the rewrite's version and the original's checksum.
-    assert prepared_path(files).parent == files.directory
-    assert files.sha256[:16] in prepared_path(files).name
-
-
-def test_two_loads_at_once_prepare_the_copy_once(
-    engine: CTransformersEngine,
-    model_settings: Settings,
-    tmp_path: Path,
-    settings_in: Callable[..., Settings],
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    # A fresh store whose model is the test model used in place (a local path).
-    original = modelstore.resolve(model_settings).original_path
-    settings = settings_in(tmp_path, model=str(original))
-    files = modelstore.pull(settings=settings, progress=False)
-    legacy = files.directory / "model.ctransformers.gguf"  # written by an older version
-    legacy.write_bytes(b"stale")
-    results: list[Path] = []
-    errors: list[BaseException] = []
-
-    def load() -> None:
-        try:
-            results.append(ensure_prepared(files))
-        except BaseException as exc:  # reported below, on the test's thread
-            errors.append(exc)
-
-    caplog.set_level("INFO", logger="worker.engine.ctransformers_gguf")
-    threads = [threading.Thread(target=load) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert not errors
-    assert results == [prepared_path(files)] * 2
-    assert len([r for r in caplog.records if r.message.startswith("prepared")]) == 1
-    same = prepared_path(modelstore.resolve(model_settings))
-    assert prepared_path(files).read_bytes() == same.read_bytes()
-    assert not legacy.exists()
-    assert not list(files.directory.glob("*.part")) and not list(files.directory.glob(".*part"))
-    # And a third load finds it done: nothing is written again.
-    mtime = prepared_path(files).stat().st_mtime_ns
-    assert ensure_prepared(files) == prepared_path(files)
-    assert prepared_path(files).stat().st_mtime_ns == mtime
-
-
-def test_an_unwritable_store_is_a_clear_engine_error(
-    model_settings: Settings, tmp_path: Path
-) -> None:
-    files = modelstore.resolve(model_settings)
-    elsewhere = replace(files, directory=tmp_path / "missing" / "smollm2")
-    with pytest.raises(EngineError, match="cannot write the ctransformers copy"):
-        ensure_prepared(elsewhere)
 
 
 def test_the_prepared_model_loads(engine: CTransformersEngine) -> None:
@@ -383,19 +298,22 @@ def test_load_engine_refuses_an_unknown_engine_naming_the_registered_ones(
         load_engine(model_settings.model_copy(update={"engine": "vllm"}))
 
 
-def test_the_engine_setting_takes_any_registered_name(
-    model_settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_engine_setting_takes_any_registered_name(model_settings: Settings) -> None:
     loaded: list[Settings] = []
 
     def load_echo(settings: Settings) -> Engine:
         loaded.append(settings)
         return cast(Engine, object())
 
-    monkeypatch.setitem(ENGINES, "echo", load_echo)
-    settings = Settings(data_dir=model_settings.data_dir, engine="echo", _env_file=None)  # type: ignore[call-arg]
-    load_engine(settings)
+    register_engine("echo", load_echo)
+    try:
+        settings = model_settings.model_copy(update={"engine": "echo"})
+        load_engine(settings)
+    finally:
+        del ENGINES["echo"]
     assert loaded == [settings]
+    with pytest.raises(ValueError, match="non-empty word"):
+        register_engine(" echo", load_echo)
 
 
 def test_the_engine_interface_names_no_adapter() -> None:

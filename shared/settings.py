@@ -59,7 +59,7 @@ class Settings(BaseSettings):
         ),
     )
     db_pool_timeout_s: float = Field(
-        default=3.0,
+        default=5.0,
         gt=0,
         description="Longest wait for a free connection of the pool when all are busy.",
     )

@@ -80,8 +80,10 @@ class EngineAlone:
 def time_send_task(stack: Stack, count: int = 50) -> float:
     """Median ms of one ``send_task`` (what the web does per answer) on this Redis."""
     from shared.queue import make_celery
+    from shared.settings import Settings
 
-    app = make_celery("bench", broker_url=stack.env["REDIS_URL"])
+    settings = Settings(redis_url=stack.env["REDIS_URL"], _env_file=None)  # type: ignore[call-arg]
+    app = make_celery(settings, "bench")
     queue = "bench-send-task"
     samples = []
     for _ in range(count):

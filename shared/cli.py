@@ -287,7 +287,7 @@ def cmd_models_pull(args: argparse.Namespace) -> int:
         files = pull(args.name, settings=settings, progress=not args.quiet)
     except ModelStoreError as exc:
         raise SystemExit(f"chatbot: {exc}") from None
-    say(f"model {files.name} ready: {files.engine_path} (sha256 {files.sha256[:12]}…)")
+    say(f"model {files.name} ready: {files.original_path} (sha256 {files.sha256[:12]}…)")
     return 0
 
 

@@ -18,6 +18,8 @@ from sqlalchemy import DateTime, Engine, MetaData, TypeDecorator, create_engine,
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
+from shared.settings import Settings
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -75,8 +77,27 @@ def _enable_sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine for ``url``; SQLite gets foreign keys, WAL and its folder created."""
+def make_engine(
+    url: str,
+    *,
+    connect_timeout_s: int | None = None,
+    statement_timeout_s: float | None = None,
+    pool_timeout_s: float | None = None,
+    **kwargs: Any,
+) -> Engine:
+    """Create an engine for ``url``; SQLite gets foreign keys, WAL and its folder created.
+
+    The timeouts bound how long a caller waits when Postgres is slow or does not answer;
+    ``None`` leaves one unbounded (migrations, which may rewrite large tables, use that).
+    ``connect_timeout_s`` covers the whole connection handshake (psycopg enforces it), so
+    a server that accepts TCP but never answers fails after it; ``statement_timeout_s`` is
+    Postgres's own ``statement_timeout``, set at connection start (it raises
+    ``QueryCanceled``, an ``OperationalError``); ``pool_timeout_s`` bounds the wait for a
+    free pooled connection (SQLAlchemy's ``TimeoutError``). SQLite waits for locks
+    through its ``busy_timeout`` instead.
+    """
+    if pool_timeout_s is not None:
+        kwargs.setdefault("pool_timeout", pool_timeout_s)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -85,10 +106,27 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _enable_sqlite_foreign_keys)
         return engine
+    connect_args: dict[str, Any] = dict(kwargs.pop("connect_args", {}))
+    if connect_timeout_s is not None:
+        connect_args.setdefault("connect_timeout", connect_timeout_s)
+    if statement_timeout_s is not None:
+        milliseconds = max(1, round(statement_timeout_s * 1000))
+        connect_args.setdefault("options", f"-c statement_timeout={milliseconds}")
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    return create_engine(url, **kwargs)
+    return create_engine(url, connect_args=connect_args, **kwargs)
+
+
+def engine_from_settings(settings: Settings, **kwargs: Any) -> Engine:
+    """The engine of ``settings.sqlalchemy_url`` with the configured timeouts (``DB_*``)."""
+    return make_engine(
+        settings.sqlalchemy_url,
+        connect_timeout_s=settings.db_connect_timeout_s,
+        statement_timeout_s=settings.db_statement_timeout_s,
+        pool_timeout_s=settings.db_pool_timeout_s,
+        **kwargs,
+    )
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -112,7 +112,8 @@ class SearchUnavailable(ServiceUnavailable):
 
 
 class GenerationFailed(ChatbotError):
-    """A generation ended in error (sent as an SSE ``error`` event, not an HTTP status)."""
+    """A generation cannot go on: sent to clients as an SSE ``error`` event (the status is
+    never an HTTP response's: the stream's headers are sent by then)."""
 
     status_code = 500
     code = "generation_failed"

@@ -6,6 +6,7 @@ Nothing else in the code base reads ``os.environ``: take a ``Settings`` and pass
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -77,6 +78,27 @@ class Settings(BaseSettings):
             "SQLAlchemy URL of the database. Heroku's postgres:// is accepted. "
             "Empty means a SQLite file at DATA_DIR/chatbot.db."
         ),
+    )
+    db_connect_timeout_s: int = Field(
+        default=5,
+        ge=2,
+        description=(
+            "Postgres: longest wait for a new connection, handshake included (libpq "
+            "connect_timeout; a server that accepts but never answers fails after this)."
+        ),
+    )
+    db_statement_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description=(
+            "Postgres: longest a statement may run (lock waits included) before the server "
+            "cancels it; the slowest real query takes well under a second."
+        ),
+    )
+    db_pool_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Longest wait for a free connection of the pool when all are busy.",
     )
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",
@@ -156,8 +178,13 @@ class Settings(BaseSettings):
             "'hf:<repo_id>/<file.gguf>', or a path to a .gguf file."
         ),
     )
-    engine: Literal["ctransformers"] = Field(
-        default="ctransformers", description="Inference engine used by workers."
+    engine: str = Field(
+        default="ctransformers",
+        min_length=1,
+        description=(
+            "Inference engine used by workers: a name registered in worker.engine.ENGINES "
+            "(checked when a worker loads it)."
+        ),
     )
     gpu_layers: int = Field(default=0, ge=0, description="Model layers to offload to the GPU.")
     threads: int = Field(
@@ -292,6 +319,23 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'chatbot.db').resolve()}"
+
+    @property
+    def task_soft_time_limit_s(self) -> int:
+        """Celery's soft time limit of a generation task: the generation's own deadline
+        (``generation_time_limit_s``, enforced by the worker) plus a minute of slack."""
+        return math.ceil(self.generation_time_limit_s + 60)
+
+    @property
+    def task_time_limit_s(self) -> int:
+        """Celery's hard time limit of a generation task: the child is killed past it."""
+        return math.ceil(self.generation_time_limit_s + 120)
+
+    @property
+    def visibility_timeout_s(self) -> int:
+        """How long the Redis broker waits for an unacknowledged job before delivering it
+        again: above the hard time limit, so a live job is never handed out twice."""
+        return self.task_time_limit_s + 300
 
     @property
     def models_dir(self) -> Path:

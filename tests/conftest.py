@@ -1,12 +1,14 @@
-"""Shared fixtures: real Postgres and SQLite databases built by migrations, real Redis."""
+"""Shared fixtures: real Postgres and SQLite databases built by migrations, real Redis,
+and the default model pulled once into the test data folder."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from tests.redis_lease import lease_redis_db
 
@@ -22,11 +24,13 @@ from alembic.config import Config
 from sqlalchemy import text
 
 from alembic import command
+from shared import modelstore
 from shared.db import make_engine
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN = os.environ.get("TEST_POSTGRES_ADMIN", "postgresql://root@127.0.0.1:5432/test")
+# Outside tmp so repeated runs reuse the ~100 MB download; pulling again is then a checksum.
 TEST_DATA_DIR = Path(os.environ.get("CHATBOT_TEST_DATA_DIR", ROOT / ".pytest-data"))
 
 
@@ -104,3 +108,21 @@ async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with app_client(settings) as c:
         yield c
+
+
+def _settings_in(data_dir: Path, **overrides: Any) -> Settings:
+    return Settings(data_dir=data_dir, _env_file=None, **overrides)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+def settings_in() -> Callable[..., Settings]:
+    """Makes settings for a data folder, ignoring any .env file of the developer's."""
+    return _settings_in
+
+
+@pytest.fixture(scope="session")
+def model_settings() -> Settings:
+    """Settings whose data folder holds the pulled default model (pulled once, reused)."""
+    settings = _settings_in(TEST_DATA_DIR, model="smollm2")
+    modelstore.pull(settings=settings, progress=False)
+    return settings

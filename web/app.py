@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from shared.db import make_engine, make_sessionmaker
+from shared.db import engine_from_settings, make_sessionmaker
 from shared.errors import ChatbotError, ServiceUnavailable
 from shared.generations.lifecycle import Lifecycle
 from shared.generations.sweep import SWEEP_INTERVAL_S, Sweeper
@@ -132,11 +132,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        engine = make_engine(settings.sqlalchemy_url)
+        engine = engine_from_settings(settings)
         sessions = make_sessionmaker(engine)
         redis = async_client(settings)
         sync_redis = sync_client(settings, max_connections=web_pool_sizes(settings)[1])
-        celery = make_celery("chatbot-web", broker_url=settings.redis_url)
+        celery = make_celery(settings, "chatbot-web")
         one_producer = threading.Lock()
 
         def enqueue(generation_id: str, request_id: str | None) -> None:
@@ -215,7 +215,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             HTTPException: http_error,
             RedisError: dependency_down,
             OperationalError: dependency_down,
-            PoolTimeout: dependency_down,  # every database connection busy for 30 s
+            # psycopg's ConnectionTimeout and QueryCanceled (DB_CONNECT_TIMEOUT_S,
+            # DB_STATEMENT_TIMEOUT_S) are OperationalErrors; a pool wait past
+            # DB_POOL_TIMEOUT_S is SQLAlchemy's TimeoutError.
+            PoolTimeout: dependency_down,
             Exception: internal_error,
         },
         lifespan=lifespan,

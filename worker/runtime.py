@@ -16,7 +16,7 @@ import redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import workers
-from shared.db import make_engine, make_sessionmaker
+from shared.db import engine_from_settings, make_sessionmaker
 from shared.generations.lifecycle import Lifecycle
 from shared.redisconn import sync_client
 from shared.settings import Settings, get_settings
@@ -62,7 +62,7 @@ def load(settings: Settings | None = None) -> Runtime:
                 log.exception("could not load the model %s", settings.model)
             raise
         client.delete(workers.MODEL_ERROR_KEY)
-        db = make_engine(settings.sqlalchemy_url, pool_size=2, max_overflow=2)
+        db = engine_from_settings(settings, pool_size=2, max_overflow=2)
         sessions = make_sessionmaker(db)
         wid = workers.this_process_id()
         runtime = Runtime(

@@ -12,8 +12,6 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from shared.db import Base, UTCDateTime, new_id, utcnow
 from shared.settings import DEFAULT_TENANT
 
-ROLES = ("Human", "Assistant")
-
 
 class Chat(Base):
     """A named thread of messages, owned by one tenant (an API key's name)."""

@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from shared.cli import web_command, worker_command
+from shared.settings import Settings
 from tests.conftest import ROOT, TEST_DATA_DIR
 
 E2E_ENV = {
@@ -108,13 +109,11 @@ def wait_until(condition: object, what: str, timeout: float = 30) -> None:
 
 
 @pytest.fixture(scope="session")
-def pulled_model() -> Path:
+def pulled_model(model_settings: Settings) -> Path:
     """The default model, pulled once into the test data folder (idempotent)."""
-    from shared.modelstore import pull
-    from shared.settings import Settings
+    from shared.modelstore import resolve
 
-    settings = Settings(data_dir=TEST_DATA_DIR, _env_file=None)  # type: ignore[call-arg]
-    return pull("smollm2", settings=settings, progress=False).engine_path
+    return resolve(model_settings).original_path
 
 
 @pytest.fixture(scope="module")

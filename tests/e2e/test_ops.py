@@ -358,11 +358,11 @@ def test_sigterm_on_web_ends_streams_with_server_shutdown(ops: Stack) -> None:
             stopped.append(time.monotonic())
 
     got = stream(web_c, f"/conversations/inference/{chat_id}", on_event=on_event)
-    ended = time.monotonic()
     assert stopped, "no token arrived"
+    # A final event from the server itself: a stream cut by uvicorn's graceful-shutdown
+    # timeout would end with no event at all.
     assert got.events[-1].event == "error", [e.event for e in got.events]
     assert json.loads(got.events[-1].data)["error"]["code"] == "server_shutdown"
-    assert ended - stopped[0] < 3  # at once, not after uvicorn's graceful timeout
     process = ops.processes.pop("web_c")
     assert process.wait(10) in (0, -signal.SIGTERM)
     # The generation goes on without a listener, and ends (cancelled after the grace).

@@ -150,7 +150,7 @@ def test_leaving_longer_than_grace_cancels_and_keeps_partial(stack: Stack) -> No
         saved = messages(base, chat_id)
         return len(saved) == 2 and saved[-1]["status"] == "cancelled"
 
-    wait_until(cancelled, "the abandoned generation to be cancelled", timeout=15)
+    wait_until(cancelled, "the abandoned generation to be cancelled", timeout=60)
     partial = messages(base, chat_id)[-1]["message"]
     assert isinstance(partial, str) and partial.startswith(head.text)
     rest = stream(base, f"/conversations/inference/{chat_id}", last_event_id=head.last_id)
@@ -180,7 +180,7 @@ def test_stop_cancels_at_once_and_keeps_partial(stack: Stack) -> None:
     assert got.done["status"] == "cancelled" and got.done["finish_reason"] == "cancelled"
     assert got.done["message"]["message"] == got.text
     assert len(got.tokens) < 60  # stopped long before the 200-token limit
-    assert ended_at - stopped_at[0] < 15  # not a hang; the token count above is the real check
+    assert ended_at - stopped_at[0] < 60  # not a hang; the token count above is the real check
     saved = messages(base, chat_id)[-1]
     assert saved["status"] == "cancelled" and saved["message"] == got.text
     nothing = httpx.post(f"{base}/conversations/stop/{chat_id}")

@@ -12,7 +12,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from gguf import GGUFReader
 
 from shared import modelstore
 from shared.modelstore import ModelFiles, ModelNotFoundError, ModelStoreError
@@ -73,56 +72,33 @@ def hub(model_settings: Settings) -> Iterator[HubServer]:
 
 def test_pull_is_idempotent_and_writes_a_manifest(model_settings: Settings) -> None:
     files = modelstore.resolve(model_settings)
-    engine_mtime = files.engine_path.stat().st_mtime_ns
+    manifest_path = files.directory / "manifest.json"
+    manifest_mtime = manifest_path.stat().st_mtime_ns
 
     again = modelstore.pull(settings=model_settings, progress=False)
 
     assert again == files
     assert files.name == "smollm2"
-    assert files.engine_path.stat().st_mtime_ns == engine_mtime
+    assert manifest_path.stat().st_mtime_ns == manifest_mtime
     assert files.sha256 == modelstore.SMOLLM2_SHA256 == sha256(files.original_path)
-    manifest = json.loads((files.engine_path.parent / "manifest.json").read_text())
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["format"] == 2
     assert manifest["source"] == "smollm2"
     assert manifest["original"] == {
         "path": "model.gguf",
         "sha256": files.sha256,
         "size": files.original_path.stat().st_size,
     }
-    assert manifest["engine"]["sha256"] == sha256(files.engine_path)
-    assert set(manifest["files"]) == {
-        "model.gguf",
-        "model.ctransformers.gguf",
-        "metadata.json",
-        "manifest.json",
-    }
-    assert not list(files.engine_path.parent.glob("*.part"))
+    assert set(manifest["files"]) == {"model.gguf", "metadata.json", "manifest.json"}
+    assert not list(files.directory.glob("*.part"))
 
 
-def test_the_engine_copy_is_rewritten_for_the_old_loader(model_settings: Settings) -> None:
+def test_the_metadata_copy_holds_the_originals_key_values(model_settings: Settings) -> None:
     files = modelstore.resolve(model_settings)
-    # The JSON copy of the original's metadata is cheap to read; GGUFReader takes seconds.
-    original = modelstore.read_metadata(files)
-    engine = GGUFReader(files.engine_path)
-    tokens = engine.fields["tokenizer.ggml.tokens"].contents()
-    original_tokens = original["tokenizer.ggml.tokens"]
-
-    # The byte-level newline "Ċ" is renamed to a literal "\n"; nothing else changes.
-    newline = original_tokens.index("\u010a")
-    assert tokens[newline] == "\n"
-    assert tokens[:newline] + tokens[newline + 1 :] == (
-        original_tokens[:newline] + original_tokens[newline + 1 :]
-    )
-    assert "tokenizer.ggml.scores" not in original
-    assert engine.fields["tokenizer.ggml.scores"].contents() == [0.0] * len(tokens)
-    assert (
-        engine.fields["tokenizer.chat_template"].contents() == original["tokenizer.chat_template"]
-    )
-    # The tied embeddings are copied to the output projection the old loader requires.
-    tensors = {tensor.name: tensor for tensor in engine.tensors}
-    output, embeddings = tensors["output.weight"], tensors["token_embd.weight"]
-    assert output.tensor_type == embeddings.tensor_type
-    assert output.data.tobytes() == embeddings.data.tobytes()
-    assert files.original_path.stat().st_size + output.n_bytes < files.engine_path.stat().st_size
+    copied = modelstore.read_metadata(files)
+    assert copied == modelstore.read_gguf_metadata(files.original_path)
+    assert copied["general.architecture"] == "llama"
+    assert "tokenizer.chat_template" in copied
 
 
 def test_resolve_says_to_pull_a_missing_model(
@@ -239,4 +215,4 @@ def test_model_files_is_frozen() -> None:
     files = ModelFiles("m", Path("a"), Path("b"), "0" * 64)
     with pytest.raises(AttributeError):
         files.name = "other"  # type: ignore[misc]
-    assert files.metadata_path == Path("metadata.json")
+    assert files.metadata_path == Path("b/metadata.json")

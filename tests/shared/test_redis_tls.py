@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
-from celery import Celery
 
+from shared.queue import celery_config, make_celery
 from shared.redisconn import async_client, sync_client
-from shared.settings import Settings, get_settings
+from shared.settings import Settings
 
 CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
 
@@ -27,30 +24,8 @@ def settings_for(url: str, cert_reqs: str = "none") -> Settings:
     return Settings(redis_url=url, redis_ssl_cert_reqs=cert_reqs, _env_file=None)  # type: ignore[call-arg]
 
 
-def fresh_celeryconfig() -> ModuleType:
-    """Import ``celeryconfig`` anew (``reload`` would keep names the new run does not set)."""
-    get_settings.cache_clear()
-    sys.modules.pop("celeryconfig", None)
-    return importlib.import_module("celeryconfig")
-
-
-def reload_celeryconfig(monkeypatch: pytest.MonkeyPatch, url: str, cert_reqs: str) -> ModuleType:
-    monkeypatch.setenv("REDIS_URL", url)
-    monkeypatch.setenv("REDIS_SSL_CERT_REQS", cert_reqs)
-    return fresh_celeryconfig()
-
-
-@pytest.fixture
-def restore_celeryconfig(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    yield monkeypatch
-    monkeypatch.undo()
-    fresh_celeryconfig()
-
-
 @pytest.mark.parametrize("cert_reqs", ["none", "optional", "required"])
-def test_rediss_url_maps_to_both_clients(
-    cert_reqs: str, restore_celeryconfig: pytest.MonkeyPatch
-) -> None:
+def test_rediss_url_maps_to_both_clients(cert_reqs: str) -> None:
     url = "rediss://:secret@redis.example.com:6380/0"
     for client in (
         sync_client(settings_for(url, cert_reqs)),
@@ -59,17 +34,16 @@ def test_rediss_url_maps_to_both_clients(
         kwargs = client.connection_pool.connection_kwargs
         assert kwargs["ssl_cert_reqs"] == cert_reqs
         assert client.connection_pool.connection_class.__name__ == "SSLConnection"
-    config = reload_celeryconfig(restore_celeryconfig, url, cert_reqs)
-    assert config.broker_url == url
-    assert config.broker_use_ssl == {"ssl_cert_reqs": CERT_REQS[cert_reqs]}
+    config = celery_config(settings_for(url, cert_reqs))
+    assert config["broker_url"] == url
+    assert config["broker_use_ssl"] == {"ssl_cert_reqs": CERT_REQS[cert_reqs]}
 
 
-def test_plain_redis_url_has_no_tls_options(restore_celeryconfig: pytest.MonkeyPatch) -> None:
+def test_plain_redis_url_has_no_tls_options() -> None:
     url = os.environ["REDIS_URL"]
     kwargs = sync_client(settings_for(url)).connection_pool.connection_kwargs
     assert "ssl_cert_reqs" not in kwargs
-    config = reload_celeryconfig(restore_celeryconfig, url, "none")
-    assert not hasattr(config, "broker_use_ssl")
+    assert "broker_use_ssl" not in celery_config(settings_for(url))
 
 
 def _free_port() -> int:
@@ -162,12 +136,8 @@ async def test_redis_clients_talk_to_a_self_signed_tls_redis(tls_redis: str) -> 
         sync_client(settings_for(tls_redis, "required")).ping()
 
 
-def test_celery_broker_talks_to_a_self_signed_tls_redis(
-    tls_redis: str, restore_celeryconfig: pytest.MonkeyPatch
-) -> None:
-    reload_celeryconfig(restore_celeryconfig, tls_redis, "none")
-    app = Celery("tls-test")
-    app.config_from_object("celeryconfig")
+def test_celery_broker_talks_to_a_self_signed_tls_redis(tls_redis: str) -> None:
+    app = make_celery(settings_for(tls_redis, "none"), "tls-test")
     with app.connection_for_write() as connection:
         queue = connection.SimpleQueue("tls-test")
         try:

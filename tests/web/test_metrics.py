@@ -122,9 +122,11 @@ async def test_a_generation_is_written_once_and_rendered(
     }
 
 
-async def test_queue_depth_counts_every_priority_list(aclient: aioredis.Redis) -> None:
+async def test_queue_depth_counts_every_priority_list(
+    aclient: aioredis.Redis, tmp_path: Path
+) -> None:
     queue = f"test-queue-{uuid.uuid4().hex}"
-    celery = make_celery("test-metrics")
+    celery = make_celery(make_settings(tmp_path), "test-metrics")
     try:
         for priority in (None, 0, 5, 9):  # kombu keeps priorities 3..9 in their own lists
             celery.send_task("chatbot.nothing", queue=queue, priority=priority)
@@ -173,7 +175,9 @@ async def test_metrics_without_redis_still_render(tmp_path: Path, sqlite_url: st
     assert ("chatbot_sse_active_streams", ()) in got
 
 
-async def test_readyz_is_fast_when_a_worker_beats(tmp_path: Path, sqlite_url: str) -> None:
+async def test_readyz_reads_a_heartbeat_before_pinging_workers(
+    tmp_path: Path, sqlite_url: str
+) -> None:
     # A Redis database of this test's own: a heartbeat here fools no other test.
     url = REDIS_URL.rsplit("/", 1)[0] + "/14"
     sync = redis.Redis.from_url(url)
@@ -181,9 +185,7 @@ async def test_readyz_is_fast_when_a_worker_beats(tmp_path: Path, sqlite_url: st
     async with app_client(
         make_settings(tmp_path, database_url=sqlite_url, redis_url=url)
     ) as client:
-        started = time.perf_counter()
         lonely = await client.get("/readyz")
-        lonely_s = time.perf_counter() - started
         sync.zadd(WORKERS_KEY, {"test-host:1": time.time()})
         ready = await client.get("/readyz")
     sync.delete(WORKERS_KEY)
@@ -194,7 +196,6 @@ async def test_readyz_is_fast_when_a_worker_beats(tmp_path: Path, sqlite_url: st
     assert lonely.status_code == 503
     assert "no worker" in lonely.json()["checks"]["workers"]["error"]
     assert "ping" in lonely.json()["checks"]["workers"]["error"]
-    assert lonely_s < 10  # not a hang
 
 
 async def test_lifespan_puts_the_signal_handlers_back(tmp_path: Path, sqlite_url: str) -> None:

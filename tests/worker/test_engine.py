@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from shared.modelstore import ModelNotFoundError
 from shared.settings import Settings
 from worker.engine import (
+    ENGINES,
     ChatMessage,
+    Engine,
     EngineError,
     PromptTooLongError,
     SamplingParams,
+    base,
     fit_messages,
     load_engine,
+    register_engine,
 )
 from worker.engine.base import StopStringFilter
 from worker.engine.ctransformers_engine import CTransformersEngine
@@ -42,7 +46,6 @@ def ask(engine: CTransformersEngine, question: str) -> list[int]:
 def test_the_prepared_model_loads(engine: CTransformersEngine) -> None:
     assert engine.model_name == "smollm2"
     assert engine.context_length == 2048
-    assert engine.load_seconds < 60  # loaded, not hung
 
 
 @pytest.mark.parametrize(
@@ -287,9 +290,35 @@ def test_chat_messages_only_take_template_roles() -> None:
         ChatMessage("Human", "hi")  # type: ignore[arg-type]
 
 
-def test_load_engine_refuses_an_unknown_engine(model_settings: Settings) -> None:
-    with pytest.raises(EngineError, match="unknown engine"):
+def test_load_engine_refuses_an_unknown_engine_naming_the_registered_ones(
+    model_settings: Settings,
+) -> None:
+    expected = r"unknown engine 'vllm'.*registered engines: ctransformers"
+    with pytest.raises(EngineError, match=expected):
         load_engine(model_settings.model_copy(update={"engine": "vllm"}))
+
+
+def test_the_engine_setting_takes_any_registered_name(model_settings: Settings) -> None:
+    loaded: list[Settings] = []
+
+    def load_echo(settings: Settings) -> Engine:
+        loaded.append(settings)
+        return cast(Engine, object())
+
+    register_engine("echo", load_echo)
+    try:
+        settings = model_settings.model_copy(update={"engine": "echo"})
+        load_engine(settings)
+    finally:
+        del ENGINES["echo"]
+    assert loaded == [settings]
+    with pytest.raises(ValueError, match="non-empty word"):
+        register_engine(" echo", load_echo)
+
+
+def test_the_engine_interface_names_no_adapter() -> None:
+    source = Path(base.__file__).read_text(encoding="utf-8")
+    assert "ctransformers" not in source.lower()
 
 
 def test_load_engine_needs_a_pulled_model(
@@ -297,16 +326,3 @@ def test_load_engine_needs_a_pulled_model(
 ) -> None:
     with pytest.raises(ModelNotFoundError, match="chatbot models pull"):
         load_engine(settings_in(tmp_path))
-
-
-def test_decoding_speed_is_sane(engine: CTransformersEngine) -> None:
-    prompt = ask(engine, "Write a long story about a dragon.")
-    stream = engine.stream(prompt, SamplingParams(temperature=0.0, max_new_tokens=64))
-    next(stream)  # the prompt is evaluated by then
-    first = stream.completion_tokens
-    started = time.perf_counter()
-    for _ in stream:
-        pass
-    elapsed = time.perf_counter() - started
-    # ~75-95 tokens/s on 2 cores; the floor only catches a broken build (debug, no SIMD).
-    assert (stream.completion_tokens - first) / elapsed > 10

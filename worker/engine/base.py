@@ -1,8 +1,8 @@
 """The engine interface: what a worker needs from a model, whatever runs it.
 
-An engine is loaded once per worker process (``load_engine``), turns chat messages into
-prompt tokens with the model's own chat template, and streams generated text. A second
-engine is another adapter registered in ``ENGINES``, not a branch in the callers.
+An engine is loaded once per worker process (``worker.engine.load_engine``), turns chat
+messages into prompt tokens with the model's own chat template, and streams generated
+text. This module names no adapter: adapters register in ``worker.engine.ENGINES``.
 """
 
 from __future__ import annotations
@@ -201,28 +201,3 @@ class StopStringFilter:
         """The held-back text, at the end of a generation that hit no stop string."""
         text, self._held = self._held, ""
         return text
-
-
-def _load_ctransformers(settings: Settings) -> Engine:
-    # Imported on demand so that choosing another engine never loads ctransformers' library.
-    from worker.engine.ctransformers_engine import CTransformersEngine
-
-    return CTransformersEngine.load(settings)
-
-
-ENGINES: dict[str, Callable[[Settings], Engine]] = {"ctransformers": _load_ctransformers}
-"""Engine adapters by ``settings.engine`` name; a new engine adds one entry."""
-
-
-def load_engine(settings: Settings) -> Engine:
-    """Load the configured engine with the configured (already pulled) model.
-
-    Raises ``EngineError`` for an unknown engine, ``shared.modelstore.ModelNotFoundError``
-    when the model has not been pulled.
-    """
-    try:
-        factory = ENGINES[settings.engine]
-    except KeyError:
-        known = ", ".join(sorted(ENGINES))
-        raise EngineError(f"unknown engine {settings.engine!r} (known: {known})") from None
-    return factory(settings)

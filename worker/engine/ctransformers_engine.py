@@ -26,6 +26,7 @@ from worker.engine.base import (
     SamplingParams,
     StopStringFilter,
 )
+from worker.engine.ctransformers_gguf import ensure_prepared
 from worker.engine.template import ChatTemplate
 from worker.engine.tokenizer import TextTokenizer, build_tokenizer
 
@@ -86,14 +87,16 @@ class CTransformersEngine:
     def load(cls, settings: Settings, files: ModelFiles | None = None) -> CTransformersEngine:
         """Load ``files`` (default: the pulled ``settings.model``) with ctransformers.
 
-        Raises ``shared.modelstore.ModelNotFoundError`` if the model was never pulled and
-        ``EngineError`` if ctransformers cannot load it.
+        The file ctransformers reads is prepared from the original on the first load
+        (``ctransformers_gguf``). Raises ``shared.modelstore.ModelNotFoundError`` if the
+        model was never pulled and ``EngineError`` if ctransformers cannot load it.
         """
         from ctransformers import AutoModelForCausalLM
 
         started = time.perf_counter()
         files = files or modelstore.resolve(settings)
         metadata = modelstore.read_metadata(files)
+        engine_path = ensure_prepared(files)
         architecture = str(metadata.get("general.architecture", "llama"))
         trained = metadata.get(f"{architecture}.context_length")
         # Past the trained length a model's output degrades: never ask for more than that.
@@ -103,7 +106,7 @@ class CTransformersEngine:
         threads = settings.threads or available_cpus()
         try:
             llm = AutoModelForCausalLM.from_pretrained(
-                str(files.engine_path),
+                str(engine_path),
                 model_type=architecture,
                 context_length=context_length,
                 gpu_layers=settings.gpu_layers,
@@ -115,7 +118,7 @@ class CTransformersEngine:
             if settings.gpu_layers > 0:
                 hint = " (GPU_LAYERS > 0 needs the CUDA 12 runtime: ctransformers[cuda])"
             raise EngineError(
-                f"ctransformers could not load {files.engine_path} "
+                f"ctransformers could not load {engine_path} "
                 f"(architecture {architecture!r}): {exc}{hint}"
             ) from exc
         tokenizer = build_tokenizer(metadata, llm=llm)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
@@ -304,11 +303,11 @@ def test_pipeline_time_is_bounded_by_fetch_total_timeout(
     serpapi_fake.respond(serp_for(web, {f"/slow{i}": f"Slow {i}" for i in range(3)}))
     settings = make_settings(fetch_timeout_s=20.0, fetch_total_timeout_s=0.6)
 
-    started = time.monotonic()
     evidence = gather_evidence(QUESTION, settings=settings, redis=None)
 
-    assert time.monotonic() - started < 10  # far below the pages' 15 s
+    # The total timeout ended the fetches, not the pages' answers nor each page's timeout.
     assert evidence.degraded
+    assert "all pages together" in " ".join(evidence.notes), evidence.notes
 
 
 def test_passages_fit_the_budget(

@@ -1,0 +1,68 @@
+"""Database timeouts: the settings, and what the engine does with them on each backend."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from shared.db import engine_from_settings
+from shared.settings import Settings
+
+
+def test_database_timeouts_have_bounded_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.db_connect_timeout_s == 5
+    assert settings.db_statement_timeout_s == 5.0
+    assert settings.db_pool_timeout_s == 5.0
+    # A database that never answers: a request waits for a pooled connection, then for a
+    # new one, and gives up after about ten seconds at worst, never forever.
+    assert settings.db_pool_timeout_s + settings.db_connect_timeout_s <= 10
+
+    monkeypatch.setenv("DB_CONNECT_TIMEOUT_S", "3")
+    monkeypatch.setenv("DB_STATEMENT_TIMEOUT_S", "0.5")
+    monkeypatch.setenv("DB_POOL_TIMEOUT_S", "1")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert (settings.db_connect_timeout_s, settings.db_statement_timeout_s) == (3, 0.5)
+    assert settings.db_pool_timeout_s == 1.0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("db_connect_timeout_s", 1), ("db_statement_timeout_s", 0), ("db_pool_timeout_s", -1)],
+)
+def test_unbounded_or_impossible_timeouts_are_refused(field: str, value: float) -> None:
+    with pytest.raises(ValidationError, match=field):
+        Settings(_env_file=None, **{field: value})  # type: ignore[call-arg, arg-type]
+
+
+def test_postgres_gets_a_statement_timeout(postgres_url: str) -> None:
+    settings = Settings(
+        database_url=postgres_url,
+        db_statement_timeout_s=0.3,
+        db_pool_timeout_s=2,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    engine = engine_from_settings(settings)
+    try:
+        assert engine.pool.timeout() == 2  # type: ignore[attr-defined]
+        with engine.connect() as connection:
+            assert connection.execute(text("SHOW statement_timeout")).scalar() == "300ms"
+        with pytest.raises(OperationalError) as caught, engine.connect() as connection:
+            connection.execute(text("SELECT pg_sleep(5)"))
+        assert isinstance(caught.value.orig, psycopg.errors.QueryCanceled)
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_keeps_its_busy_timeout(sqlite_url: str) -> None:
+    settings = Settings(database_url=sqlite_url, _env_file=None)  # type: ignore[call-arg]
+    engine = engine_from_settings(settings)
+    try:
+        assert engine.pool.timeout() == 5.0  # type: ignore[attr-defined]
+        with engine.connect() as connection:
+            assert connection.execute(text("PRAGMA busy_timeout")).scalar() == 5000
+    finally:
+        engine.dispose()

@@ -11,8 +11,11 @@ in ``stop_flag``.
 Redis that is slow or briefly unreachable delays delivery, never decoding: a failed send
 is retried with backoff, with the same batch (tokens that arrived meanwhile wait behind
 it), so order holds. Each batch carries a mark, so a retry after a lost reply does not
-append it twice. ``flush`` waits until everything pending is sent: call it before the
-terminal ``done``/``error`` event, so that event comes after every token.
+append it twice; each also names the previous mark, so a Redis that restarted empty (and
+lost the earlier tokens) is noticed: the publisher then sends ``restart`` and the whole
+text again, so clients end with exactly the saved answer. ``flush`` waits until everything
+pending is sent: call it before the terminal ``done``/``error`` event, so that event comes
+after every token.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class TokenPublisher:
         self.sent_tokens = 0
         self._sender = uuid.uuid4().hex[:12]
         self._pending: list[str] = []
+        self._sent: list[str] = []  # every token sent, to send again if Redis loses them
         self._batch: list[str] = []  # taken from pending, not yet acknowledged by Redis
         self._cond = threading.Condition()
         self._closed = False
@@ -131,8 +135,17 @@ class TokenPublisher:
                     self._batch, self._pending = self._pending, []
                 batch = self._batch
             mark = f"{self._sender}:{self.sent_events}"
+            previous = f"{self._sender}:{self.sent_events - 1}" if self.sent_events else ""
             try:
-                _, flag = self.writer.append("token", "".join(batch), mark=mark)
+                entry_id, flag = self.writer.append(
+                    "token", "".join(batch), mark=mark, previous=previous
+                )
+                if entry_id == "lost":
+                    # Redis restarted empty: the text clients had may be gone with it.
+                    # They drop what they have and get the whole text again.
+                    log.warning("the token bus lost this answer's tokens; sending them again")
+                    self.writer.append("restart", {"reason": "the token bus restarted"})
+                    _, flag = self.writer.append("token", "".join([*self._sent, *batch]), mark=mark)
             except redis.RedisError as exc:
                 log.warning("token publish failed, retrying in %.2f s: %s", backoff, exc)
                 time.sleep(backoff)
@@ -149,6 +162,7 @@ class TokenPublisher:
                 flag = ""
             self.stop_flag = flag
             with self._cond:
+                self._sent.extend(batch)
                 self.sent_events += 1
                 self.sent_tokens += len(batch)
                 self._batch = []

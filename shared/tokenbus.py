@@ -67,7 +67,9 @@ def generation_from_channel(channel: str) -> str:
 # KEYS: events, live, cancel, seen, sent. ARGV: type, data, maxlen, ttl, check_seen (0/1),
 # batch mark ("" or "<sender>:<n>"). Returns {entry id, flag}: flag is "cancelled",
 # "abandoned" or "". A batch whose mark equals the last one appended was appended by an
-# earlier try whose reply was lost: it is not appended twice (entry id "").
+# earlier try whose reply was lost: it is not appended twice (entry id ""). ARGV[7] is the
+# sender's previous mark: when the stored one is neither, Redis lost what was appended
+# before (it restarted empty): nothing is appended and the entry id is "lost".
 _APPEND = """
 local flag = ''
 if redis.call('EXISTS', KEYS[3]) == 1 then
@@ -76,8 +78,12 @@ elseif ARGV[5] == '1' and redis.call('EXISTS', KEYS[4]) == 0 then
   flag = 'abandoned'
 end
 if ARGV[6] ~= '' then
-  if redis.call('GET', KEYS[5]) == ARGV[6] then
+  local last = redis.call('GET', KEYS[5])
+  if last == ARGV[6] then
     return {'', flag}
+  end
+  if ARGV[7] ~= '' and last ~= ARGV[7] then
+    return {'lost', flag}
   end
   redis.call('SET', KEYS[5], ARGV[6], 'EX', ARGV[4])
 end
@@ -144,11 +150,14 @@ class TokenWriter:
         self._script = client.register_script(_APPEND)
         self._keys = _keys(generation_id)
 
-    def append(self, kind: EventType, data: Any = "", *, mark: str = "") -> tuple[str, str]:
+    def append(
+        self, kind: EventType, data: Any = "", *, mark: str = "", previous: str = ""
+    ) -> tuple[str, str]:
         """Append one event; returns its entry id and a stop flag ("cancelled", "abandoned", "").
 
         ``mark`` (unique per sender and batch) makes a retry after a lost reply safe: the
-        event is appended once, and the retry gets entry id "".
+        event is appended once, and the retry gets entry id "". ``previous`` (the sender's
+        last mark) detects a Redis that lost the earlier batches: entry id "lost".
         """
         args: list[str | int] = [
             kind,
@@ -157,6 +166,7 @@ class TokenWriter:
             self.ttl_s,
             int(self.check_listeners),
             mark,
+            previous,
         ]
         entry_id, flag = self._script(keys=self._keys, args=args)
         return _text(entry_id), _text(flag)
@@ -184,7 +194,7 @@ def append(
 ) -> str:
     """Append one event outside a worker's token loop (life-cycle events); its entry id."""
     script = client.register_script(_APPEND)
-    args: list[str | int] = [kind, encode(data), STREAM_MAXLEN, ttl_s, 0, ""]
+    args: list[str | int] = [kind, encode(data), STREAM_MAXLEN, ttl_s, 0, "", ""]
     entry_id, _ = script(keys=_keys(generation_id), args=args)
     return _text(entry_id)
 

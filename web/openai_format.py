@@ -62,7 +62,21 @@ class CompletionRequest(BaseModel):
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    stop: str | list[str] | None = None
+    stop: str | list[str] | None = Field(
+        default=None,
+        # What the validator below holds to, said in the document: no empty stop string.
+        json_schema_extra={
+            "anyOf": [
+                {"type": "string", "minLength": 1},
+                {
+                    "type": "array",
+                    "items": {"type": "string", "minLength": 1},
+                    "maxItems": MAX_STOP_STRINGS,
+                },
+                {"type": "null"},
+            ]
+        },
+    )
     seed: int | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
     n: int | None = Field(default=None, ge=1, le=1, description="Only 1 is supported.")
 

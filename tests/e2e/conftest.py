@@ -22,7 +22,7 @@ from tests.conftest import ROOT, TEST_DATA_DIR
 E2E_ENV = {
     "MAX_NEW_TOKENS": "200",
     "TEMPERATURE": "0",
-    "STREAM_GRACE_S": "3",  # a reconnect on a busy machine comes within it
+    "STREAM_GRACE_S": "1",
     "QUEUE_TIMEOUT_S": "4",
     "KEEPALIVE_S": "1",
     "CONTEXT_LENGTH": "1024",

@@ -134,7 +134,7 @@ def test_disconnect_within_grace_reattaches(stack: Stack) -> None:
     base = stack.url()
     chat_id = new_chat(base, ("Human", STORY))
     head = stream(base, f"/conversations/inference/{chat_id}", max_tokens=3)
-    time.sleep(0.3)  # a page reload, shorter than the 3 s grace period
+    time.sleep(0.1)  # a page reload, shorter than the 1 s grace period
     tail = stream(base, f"/conversations/inference/{chat_id}", last_event_id=head.last_id)
     assert tail.done is not None
     assert tail.done["status"] == "done"

@@ -151,10 +151,10 @@ def test_a_failed_send_is_retried_in_order(client: redis.Redis) -> None:
     real = writer.append
     failures = iter([True, True, False])
 
-    def flaky(kind: str, data: str = "", *, mark: str = "") -> tuple[str, str]:
+    def flaky(kind: str, data: str = "", *, mark: str = "", previous: str = "") -> tuple[str, str]:
         if next(failures, False):
             raise redis.ConnectionError("connection reset")
-        return real(kind, data, mark=mark)  # type: ignore[arg-type]
+        return real(kind, data, mark=mark, previous=previous)  # type: ignore[arg-type]
 
     writer.append = flaky  # type: ignore[method-assign]
     with TokenPublisher(writer, window_s=0.0) as publisher:
@@ -169,3 +169,21 @@ def test_put_after_close_is_refused(client: redis.Redis) -> None:
     publisher.close()
     with pytest.raises(RuntimeError):
         publisher.put_token("late")
+
+
+def test_a_redis_that_lost_the_tokens_gets_a_restart_and_the_whole_text(
+    client: redis.Redis,
+) -> None:
+    writer = writer_for(client)
+    gid = writer.generation_id
+    with TokenPublisher(writer, window_s=0.0) as publisher:
+        publisher.put_token("Once ")
+        publisher.put_token("upon ")
+        publisher.flush(30)
+        # Redis restarts empty: the stream and the sender's last mark are gone.
+        client.delete(events_key(gid), f"chatbot:gen:{{{gid}}}:sent")
+        publisher.put_token("a time")
+        publisher.flush(30)
+    entries = parse_entries(list(client.xrange(events_key(gid))))
+    assert [e.type for e in entries] == ["restart", "token"]
+    assert entries[-1].data == "Once upon a time"  # clients end with the whole text

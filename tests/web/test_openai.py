@@ -113,8 +113,11 @@ async def test_invalid_fields_are_400_naming_the_param(
 
 
 async def test_bad_bodies_are_openai_errors(client: httpx.AsyncClient, worker: str) -> None:
-    response = await client.post("/v1/chat/completions", content=b"{nope")
+    json_type = {"Content-Type": "application/json"}
+    response = await client.post("/v1/chat/completions", content=b"{nope", headers=json_type)
     assert openai_error(response, 400)["code"] == "bad_request"
+    untyped = await client.post("/v1/chat/completions", content=b'{"model": "x"}')
+    assert openai_error(untyped, 415)["code"] == "unsupported_media_type"
     last_is_assistant = body(
         messages=[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
     )

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from shared.chats.service import check_owner
 from shared.errors import SearchUnavailable
 from shared.generations.models import FINAL_STATUSES
 from shared.logs import request_id_var
@@ -18,7 +19,7 @@ from shared.tokenbus import read_events
 from web.http import api, json_response, path_uuid, query_bool, tenant_of
 from web.ratelimit import check_start_rate
 from web.sse import parse_last_event_id, stream_generation
-from web.state import AppState, app_state
+from web.state import AppState, app_state, run_db
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ async def _inference(request: Request, *, kind: str) -> Response:
     if resumed is not None:
         return resumed
     if kind == "internet" and not state.settings.serpapi_api_key:
+        # Another tenant's chat is a 404 whatever the configuration.
+        await run_db(request, lambda s: check_owner(s, chat_id=chat_id, owner=tenant))
         raise SearchUnavailable(
             "internet answers need a search key: set SERPAPI_API_KEY (https://serpapi.com)"
         )

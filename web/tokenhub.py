@@ -69,6 +69,7 @@ class TokenHub:
         self._tasks: list[asyncio.Task[None]] = []
         self._control = f"chatbot:hub:{uuid.uuid4()}"
         self._closing = False
+        self._reconnecting = False
 
     @property
     def listening(self) -> list[str]:
@@ -139,8 +140,14 @@ class TokenHub:
             except (RedisError, ConnectionError, OSError) as exc:
                 log.warning("token hub lost its Redis connection: %s", exc)
                 self._resync_all()
+                self._reconnecting = True
                 await asyncio.sleep(0.5)
                 continue
+            if self._reconnecting:
+                # Subscribed again: what was published while we were away is in the
+                # streams only, so every listener re-reads its stream once more.
+                self._reconnecting = False
+                self._resync_all()
             if message is None:
                 continue
             channel = message["channel"]
@@ -174,14 +181,16 @@ class TokenHub:
 
     async def _check_quiet(self) -> None:
         """Once per generation, however many listen: has a quiet stream lost its end?"""
-        if self.check_quiet is None:
-            return
         now = time.monotonic()
         for generation_id, last in list(self._last_event.items()):
             if now - last < QUIET_CHECK_S:
                 continue
             self._last_event[generation_id] = now
-            try:
-                await self.check_quiet(generation_id)
-            except Exception as exc:  # a check that fails is tried again later
-                log.warning("quiet-stream check of %s failed: %s", generation_id, exc)
+            if self.check_quiet is not None:
+                try:
+                    await self.check_quiet(generation_id)
+                except Exception as exc:  # a check that fails is tried again later
+                    log.warning("quiet-stream check of %s failed: %s", generation_id, exc)
+            # A backstop for live delivery: the quiet streams re-read their streams.
+            for subscription in self._listeners.get(generation_id, ()):
+                subscription.queue.put_nowait(RESYNC)

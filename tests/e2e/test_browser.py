@@ -262,7 +262,6 @@ def test_api_key_prompt(page: Page, stack: Stack) -> None:
         expect(page.locator("#chat-list button").first).to_be_visible()
         expect(page.locator(".message.assistant .text").last).not_to_be_empty()
         expect(page.locator("#error")).to_be_hidden()
-        page.get_by_role("button", name="Stop").click()
-        expect(page.locator("#status")).to_have_text(re.compile(r"^(Stopped|Done)"))
+        expect(page.locator("#status")).to_have_text(re.compile(r"^Done"))  # a short answer
     finally:
         stack.stop("web-keys")

@@ -82,6 +82,10 @@ class Sweeper:
                 message=f"no worker was alive to answer for {timeout:g} s: start a worker",
             )
         elif age_s >= JOB_GRACE_S and not lifecycle.redis.sismember(JOBS_KEY, str(generation.id)):
+            with transaction(lifecycle.sessions) as session:
+                now_row = GenerationRepository(session).get(generation.id)
+                if now_row is None or now_row.status != Status.QUEUED:
+                    return  # a worker claimed it since the sweep read the list
             log.warning("generation %s lost its job; queueing it again", generation.id)
             lifecycle.send(generation.id, generation.request_id)
 

@@ -40,7 +40,7 @@ from shared.chats.models import Conversation
 from shared.chats.repository import ConversationRepository
 from shared.chats.service import get_chat
 from shared.db import transaction, utcnow
-from shared.errors import Conflict, NoWorker, QueueFull
+from shared.errors import Conflict, QueueFull
 from shared.generations.models import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
@@ -51,13 +51,13 @@ from shared.generations.models import (
 from shared.generations.repository import GenerationRepository
 from shared.generations.schemas import generation_info, terminal_event
 from shared.generations.service import new_generation
+from shared.generations.waiting import no_worker_error, queue_estimate, record_duration
 from shared.metrics import count_generation_ended
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
 JOBS_KEY = "chatbot:jobs"  # generation ids whose job is in the broker
-DURATIONS_KEY = "chatbot:recent-durations"  # seconds the last answers took, newest first
 #: How long a worker keeps trying to write a terminal event while Redis is down.
 TERMINAL_RETRY_S = 30.0
 
@@ -129,11 +129,11 @@ class Lifecycle:
             if (active := generations.active_for_chat(chat_id)) is not None:
                 return Started(active.id, created=False)
             if not alive:
-                raise self._no_worker_error()
+                raise no_worker_error(self.redis)
             if (waiting := generations.queued_count()) >= self.settings.max_queued:
                 raise QueueFull(
                     f"{waiting} answers already wait for a worker (MAX_QUEUED): try again shortly",
-                    retry_after_s=self.queue_estimate(waiting)["retry_after_s"],
+                    retry_after_s=queue_estimate(self.redis, waiting)["retry_after_s"],
                 )
             generation = new_generation(
                 session,
@@ -152,35 +152,14 @@ class Lifecycle:
         # Committed: only now may a worker see the job. Count the requester as a listener
         # before any worker can look.
         tokenbus.mark_seen(self.redis, [str(generation.id)], grace_s=self.settings.stream_grace_s)
-        self._append(generation.id, "queue", self.queue_estimate(ahead + 1))
+        self._append(generation.id, "queue", queue_estimate(self.redis, ahead + 1))
         self.send(generation.id, request_id)
         log.info("generation queued", extra={"generation_id": str(generation.id), "kind": kind})
         return Started(generation.id, created=True)
 
-    def queue_estimate(self, position: int) -> dict[str, Any]:
-        """The ``queue`` event: a position and the wait that recent answers suggest."""
-        recent = [float(x) for x in self.redis.lrange(DURATIONS_KEY, 0, -1)]
-        alive = max(workers.live_count(self.redis), 1)
-        per_answer = sum(recent) / len(recent) if recent else None
-        wait = None if per_answer is None else round(per_answer * position / alive, 1)
-        return {
-            "position": position,
-            "estimated_wait_s": wait,
-            "retry_after_s": max(1, round(wait / position)) if wait else 5,
-        }
-
     def tell_position(self, generation_id: uuid.UUID, position: int) -> None:
         """A ``queue`` event for a generation that moved up the queue."""
-        self._append(generation_id, "queue", self.queue_estimate(position))
-
-    def _no_worker_error(self) -> NoWorker:
-        reason = self.redis.get(workers.MODEL_ERROR_KEY)
-        if reason:
-            text = reason.decode() if isinstance(reason, bytes) else str(reason)
-            return NoWorker(f"no model is available: the workers could not load it ({text})")
-        return NoWorker(
-            "no worker is running to answer: start one with 'chatbot worker' (or 'chatbot up')"
-        )
+        self._append(generation_id, "queue", queue_estimate(self.redis, position))
 
     def send(self, generation_id: uuid.UUID, request_id: str | None) -> None:
         """Put the generation's job in the broker (again), with its marker."""
@@ -429,7 +408,7 @@ class Lifecycle:
         # After the commit: a client that sees the event can read the saved message.
         self._append(generation.id, kind, payload, retry_s=TERMINAL_RETRY_S)
         if row.started_at is not None and status == Status.DONE:
-            self._record_duration((now - row.started_at).total_seconds())
+            record_duration(self.redis, (now - row.started_at).total_seconds())
         try:
             count_generation_ended(self.redis, kind=row.kind, status=status)
         except redis.RedisError as exc:
@@ -440,15 +419,6 @@ class Lifecycle:
             extra={"reason": reason, "tokens": row.completion_tokens, "generation": str(row.id)},
         )
         return True
-
-    def _record_duration(self, seconds: float) -> None:
-        try:
-            with self.redis.pipeline(transaction=False) as pipe:
-                pipe.lpush(DURATIONS_KEY, round(seconds, 3))
-                pipe.ltrim(DURATIONS_KEY, 0, 49)
-                pipe.execute()
-        except redis.RedisError as exc:
-            log.warning("could not record the answer's duration: %s", exc)
 
     def _append(
         self, generation_id: uuid.UUID, kind: tokenbus.EventType, data: Any, retry_s: float = 0

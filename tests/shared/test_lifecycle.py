@@ -16,9 +16,10 @@ from shared import tokenbus, workers
 from shared.chats.models import Chat, Conversation
 from shared.db import make_engine, make_sessionmaker, transaction, utcnow
 from shared.errors import Conflict, NoWorker, QueueFull
-from shared.generations.lifecycle import DURATIONS_KEY, JOBS_KEY, Lifecycle
+from shared.generations.lifecycle import JOBS_KEY, Lifecycle
 from shared.generations.models import FinishReason, Generation, Status
 from shared.generations.sweep import Sweeper
+from shared.generations.waiting import DURATIONS_KEY
 from shared.settings import Settings
 from tests.conftest import make_settings
 

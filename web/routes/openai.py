@@ -42,7 +42,6 @@ from shared.errors import (
     BadRequest,
     ChatbotError,
     NotFound,
-    NoWorker,
     PayloadTooLarge,
     QueueFull,
     ServiceUnavailable,
@@ -50,6 +49,7 @@ from shared.errors import (
 from shared.generations.models import FINAL_STATUSES
 from shared.generations.params import GenerationParams
 from shared.generations.repository import GenerationRepository
+from shared.generations.waiting import no_worker_error
 from shared.logs import request_id_var
 from shared.tokenbus import Event
 from web import openai_format as fmt
@@ -312,13 +312,6 @@ def _generation_status(session: Session, generation_id: uuid.UUID, *, owner: str
     return str(generation.status)
 
 
-async def _no_worker(state: AppState) -> NoWorker:
-    reason = await workers.model_error(state.redis)
-    if reason:
-        return NoWorker(f"no model is available: the workers could not load it ({reason})")
-    return NoWorker("no worker is running to answer: start one with 'chatbot worker'")
-
-
 async def _completions(request: Request) -> Response:
     state = app_state(request)
     settings = state.settings
@@ -339,7 +332,7 @@ async def _completions(request: Request) -> Response:
 
     models = await workers.live_models(state.redis)
     if not models:
-        raise await _no_worker(state)
+        raise await run_in_threadpool(no_worker_error, state.sync_redis)
     if body.model not in models:
         raise ModelNotFound(
             f"the model {body.model!r} does not exist here; the workers serve: "

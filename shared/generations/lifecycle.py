@@ -122,7 +122,7 @@ class Lifecycle:
         Raises ``NotFound`` (also for another tenant's chat; ``owner`` None: the caller
         checked), ``Conflict`` (nothing to answer), ``NoWorker`` (nothing can answer a new
         one) or ``QueueFull``."""
-        alive = workers.live_count(self.redis) > 0
+        alive = workers.live_count(self.redis)
         with transaction(self.sessions) as session:
             get_chat(session, chat_id=chat_id, owner=owner)
             generations = GenerationRepository(session)
@@ -133,7 +133,9 @@ class Lifecycle:
             if (waiting := generations.queued_count()) >= self.settings.max_queued:
                 raise QueueFull(
                     f"{waiting} answers already wait for a worker (MAX_QUEUED): try again shortly",
-                    retry_after_s=queue_estimate(self.redis, waiting)["retry_after_s"],
+                    retry_after_s=queue_estimate(self.redis, waiting, workers_alive=alive)[
+                        "retry_after_s"
+                    ],
                 )
             generation = new_generation(
                 session,
@@ -152,7 +154,8 @@ class Lifecycle:
         # Committed: only now may a worker see the job. Count the requester as a listener
         # before any worker can look.
         tokenbus.mark_seen(self.redis, [str(generation.id)], grace_s=self.settings.stream_grace_s)
-        self._append(generation.id, "queue", queue_estimate(self.redis, ahead + 1))
+        estimate = queue_estimate(self.redis, ahead + 1, workers_alive=alive)
+        self._append(generation.id, "queue", estimate)
         self.send(generation.id, request_id)
         log.info("generation queued", extra={"generation_id": str(generation.id), "kind": kind})
         return Started(generation.id, created=True)

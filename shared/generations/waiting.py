@@ -17,10 +17,15 @@ DURATIONS_KEY = "chatbot:recent-durations"  # seconds the last answers took, new
 DURATIONS_KEPT = 50
 
 
-def queue_estimate(client: redis.Redis, position: int) -> dict[str, Any]:
-    """The ``queue`` event: a position and the wait that recent answers suggest."""
+def queue_estimate(
+    client: redis.Redis, position: int, *, workers_alive: int | None = None
+) -> dict[str, Any]:
+    """The ``queue`` event: a position and the wait that recent answers suggest
+    (``workers_alive``: the caller's count, to spare a read)."""
     recent = [float(x) for x in client.lrange(DURATIONS_KEY, 0, -1)]
-    alive = max(workers.live_count(client), 1)
+    if workers_alive is None:
+        workers_alive = workers.live_count(client)
+    alive = max(workers_alive, 1)
     per_answer = sum(recent) / len(recent) if recent else None
     wait = None if per_answer is None else round(per_answer * position / alive, 1)
     return {

@@ -60,6 +60,8 @@ class TokenPublisher:
         self._batch: list[str] = []  # taken from pending, not yet acknowledged by Redis
         self._cond = threading.Condition()
         self._closed = False
+        self._idle = False  # the thread waits for tokens (not out a window)
+        self._hurry = False  # flush: send what is pending without waiting out the window
         self._thread = threading.Thread(target=self._run, name="token-publisher", daemon=True)
         self._thread.start()
 
@@ -69,7 +71,8 @@ class TokenPublisher:
             if self._closed:
                 raise RuntimeError("the publisher is closed")
             self._pending.append(text)
-            self._cond.notify()
+            if self._idle:  # a thread waiting out its window is not woken per token
+                self._cond.notify()
 
     @property
     def idle(self) -> bool:
@@ -81,6 +84,8 @@ class TokenPublisher:
         """Wait until every token put so far is in Redis; ``PublishError`` after ``timeout``."""
         deadline = time.monotonic() + timeout
         with self._cond:
+            self._hurry = True
+            self._cond.notify_all()
             while self._pending or self._batch:
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._thread.is_alive():
@@ -121,13 +126,16 @@ class TokenPublisher:
         backoff = BACKOFF_FIRST_S
         while True:
             with self._cond:
+                self._idle = True
                 while not self._pending and not self._batch and not self._closed:
                     self._cond.wait()
+                self._idle = False
                 if self._closed:
                     return
                 wait = last_send + self.window_s - time.monotonic()
-                if wait > 0 and not self._batch:
-                    # Coalesce: tokens keep arriving while we wait out the window.
+                if wait > 0 and not self._batch and not self._hurry:
+                    # Coalesce: tokens keep arriving while we wait out the window (only
+                    # flush and close cut it short).
                     self._cond.wait(wait)
                     if self._closed:
                         return

@@ -172,10 +172,14 @@ class TokenWriter:
         return _text(entry_id), _text(flag)
 
     def stop_requested(self) -> str:
-        """The stop flag without appending anything."""
-        if self.client.exists(self._keys[2]):
+        """The stop flag without appending anything (one round trip)."""
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.exists(self._keys[2])
+            pipe.exists(self._keys[3])
+            cancelled, seen = pipe.execute()
+        if cancelled:
             return "cancelled"
-        if self.check_listeners and not self.client.exists(self._keys[3]):
+        if self.check_listeners and not seen:
             return "abandoned"
         return ""
 
@@ -197,6 +201,15 @@ def append(
     args: list[str | int] = [kind, encode(data), STREAM_MAXLEN, ttl_s, 0, "", ""]
     entry_id, _ = script(keys=_keys(generation_id), args=args)
     return _text(entry_id)
+
+
+def append_queued(
+    pipe: redis.client.Pipeline, generation_id: str, kind: EventType, data: Any, *, ttl_s: int
+) -> None:
+    """``append`` as one more command of the caller's pipeline (its reply: [entry id, flag]).
+    The script travels whole (``EVAL``): a pipeline never meets a missing script."""
+    args: list[str | int] = [kind, encode(data), STREAM_MAXLEN, ttl_s, 0, "", ""]
+    pipe.eval(_APPEND, len(_keys(generation_id)), *_keys(generation_id), *args)
 
 
 def events(client: redis.Redis, generation_id: str, *, after: str | None = None) -> list[Event]:
@@ -221,9 +234,16 @@ def mark_seen(client: redis.Redis, generation_ids: list[str], *, grace_s: float)
     if not generation_ids:
         return
     with client.pipeline(transaction=False) as pipe:
-        for key, px in seen_pairs(generation_ids, grace_s=grace_s):
-            pipe.set(key, "1", px=px)
+        mark_seen_queued(pipe, generation_ids, grace_s=grace_s)
         pipe.execute()
+
+
+def mark_seen_queued(
+    pipe: redis.client.Pipeline, generation_ids: list[str], *, grace_s: float
+) -> None:
+    """``mark_seen`` as commands of the caller's pipeline."""
+    for key, px in seen_pairs(generation_ids, grace_s=grace_s):
+        pipe.set(key, "1", px=px)
 
 
 def has_listeners(client: redis.Redis, generation_id: str) -> bool:

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 HISTORY_LIMIT = 200
 #: How long the end of an answer waits for its tokens to reach Redis.
 PUBLISH_FLUSH_S = 30.0
+#: A preparation (an internet search) longer than this checks the stop flag again.
+STOP_RECHECK_S = 0.05
 ROLE_MAP = {"Human": "user", "Assistant": "assistant"}
 
 
@@ -113,8 +115,10 @@ def _generate(runtime: Runtime, writer: TokenWriter, generation: Generation) -> 
     preparer = PREPARERS.get(generation.kind)
     if preparer is None:
         raise GenerationFailed(f"unknown generation kind {generation.kind!r}")
+    checked = time.monotonic()
     prepared = preparer(runtime, writer, generation, history)
-    if flag := writer.stop_requested():  # the search may have taken a while
+    if time.monotonic() - checked > STOP_RECHECK_S and (flag := writer.stop_requested()):
+        # The search took a while: the answer may have been stopped meanwhile.
         runtime.lifecycle.finish(
             generation, text="", sources=prepared.sources, reason=FinishReason(flag)
         )

@@ -6,10 +6,12 @@ other crawl (2 processes x 2 threads on 2 cores: 5.8 tok/s in aggregate, against
 Redis (member: the worker id, score: a heartbeat); a generation then uses its share of the
 cores, ``cores // running`` (the first ``cores % running`` workers by name take one more),
 and never fewer than one thread. A lone generation gets every core. The share is refreshed
-by a background thread a few times a second and read locally by each evaluation, so the
-decode loop never waits for Redis, and a running generation gives up cores within
-``REFRESH_S`` when another one starts on its host. A killed worker stops beating and drops
-out of the count after ``STALE_S``.
+by a background thread and read locally by each evaluation, so the decode loop never
+waits for Redis. A worker that starts or ends a generation says so on the host's pub/sub
+channel, so the others' shares change within a round trip (spinning threads of two
+processes on one core cost far more than a fraction of a second of a core); the thread also
+refreshes every ``REFRESH_S`` in case a message was missed. A killed worker stops beating
+and drops out of the count after ``STALE_S``.
 
 ``THREADS=N`` overrides all of this with a fixed count.
 """
@@ -29,6 +31,7 @@ import redis
 log = logging.getLogger(__name__)
 
 RUNNING_KEY = "chatbot:threads:{host}"
+CHANGED_CHANNEL = "chatbot:threads:{host}:changed"
 REFRESH_S = 0.25
 STALE_S = 3.0
 
@@ -56,6 +59,10 @@ def running_key(host: str) -> str:
     return RUNNING_KEY.format(host=host)
 
 
+def changed_channel(host: str) -> str:
+    return CHANGED_CHANNEL.format(host=host)
+
+
 class ThreadsBudget:
     """Chooses the threads of this worker process's generations (one at a time)."""
 
@@ -72,28 +79,37 @@ class ThreadsBudget:
         self.worker_id = worker_id
         self.override = override
         self.cores = cores or available_cpus()
-        self.key = running_key(host or socket.gethostname())
+        host = host or socket.gethostname()
+        self.key = running_key(host)
+        self.channel = changed_channel(host)
         self._threads = override or self.cores
 
     def current(self) -> int:
         """The threads to use now (read locally: no Redis round trip)."""
         return self._threads
 
-    def refresh(self) -> int:
-        """Beat for this worker and recompute its share from the host's running set."""
+    def refresh(self, *, announce: bool = False) -> int:
+        """Beat for this worker and recompute its share from the host's running set;
+        ``announce``: tell the host's other workers to recompute theirs (it joined)."""
         now = time.time()
         with self.client.pipeline(transaction=False) as pipe:
             pipe.zadd(self.key, {self.worker_id: now})
             pipe.zremrangebyscore(self.key, "-inf", now - STALE_S)
             pipe.zrange(self.key, 0, -1)
             pipe.expire(self.key, int(STALE_S * 10))
-            _, _, members, _ = pipe.execute()
+            if announce:
+                pipe.publish(self.channel, self.worker_id)
+            members = pipe.execute()[2]
         running = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
         self._threads = share(cores=self.cores, running=running, worker_id=self.worker_id)
         return self._threads
 
     def leave(self) -> None:
-        self.client.zrem(self.key, self.worker_id)
+        """Stop counting this worker; the others take its cores back at once."""
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.zrem(self.key, self.worker_id)
+            pipe.publish(self.channel, self.worker_id)
+            pipe.execute()
 
     @contextlib.contextmanager
     def running(self) -> Iterator[Callable[[], int]]:
@@ -104,7 +120,7 @@ class ThreadsBudget:
             return
         stop = threading.Event()
         try:
-            self.refresh()
+            self.refresh(announce=True)
         except redis.RedisError as exc:  # no budget is better than no answer
             log.warning("threads budget unavailable, using all cores: %s", exc)
             self._threads = self.cores
@@ -114,17 +130,41 @@ class ThreadsBudget:
             yield self.current
         finally:
             stop.set()
-            beat.join(timeout=5)
+            with contextlib.suppress(redis.RedisError):
+                self.client.publish(self.channel, "")  # wakes the thread (and, harmlessly, others)
+            beat.join(timeout=5)  # before leaving: a last refresh would count it again
             with contextlib.suppress(redis.RedisError):
                 self.leave()
             self._threads = self.cores
 
     def _beat(self, stop: threading.Event) -> None:
-        while not stop.wait(REFRESH_S):
-            try:
-                before, now = self._threads, self.refresh()
-            except redis.RedisError as exc:
-                log.warning("threads budget refresh failed: %s", exc)
-                continue
-            if now != before:
-                log.info("threads %d -> %d", before, now, extra={"threads": now})
+        pubsub = None
+        try:
+            while not stop.is_set():
+                try:
+                    if pubsub is None:
+                        pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+                        pubsub.subscribe(self.channel)
+                    else:  # a worker of this host started or ended a generation, or time
+                        pubsub.get_message(timeout=REFRESH_S)
+                        while pubsub.get_message(timeout=0) is not None:
+                            pass
+                    if stop.is_set():
+                        return
+                    before, now = self._threads, self.refresh()
+                except redis.RedisError as exc:
+                    log.warning("threads budget refresh failed: %s", exc)
+                    _close(pubsub)
+                    pubsub = None
+                    stop.wait(REFRESH_S)
+                    continue
+                if now != before:
+                    log.info("threads %d -> %d", before, now, extra={"threads": now})
+        finally:
+            _close(pubsub)
+
+
+def _close(pubsub: redis.client.PubSub | None) -> None:
+    if pubsub is not None:
+        with contextlib.suppress(redis.RedisError):
+            pubsub.close()

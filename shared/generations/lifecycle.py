@@ -51,7 +51,12 @@ from shared.generations.models import (
 from shared.generations.repository import GenerationRepository
 from shared.generations.schemas import generation_info, terminal_event
 from shared.generations.service import new_generation
-from shared.generations.waiting import no_worker_error, queue_estimate, record_duration
+from shared.generations.waiting import (
+    no_worker_error,
+    queue_estimate,
+    queue_facts,
+    record_duration,
+)
 from shared.metrics import count_generation_ended
 from shared.settings import Settings
 
@@ -122,20 +127,18 @@ class Lifecycle:
         Raises ``NotFound`` (also for another tenant's chat; ``owner`` None: the caller
         checked), ``Conflict`` (nothing to answer), ``NoWorker`` (nothing can answer a new
         one) or ``QueueFull``."""
-        alive = workers.live_count(self.redis)
+        facts = queue_facts(self.redis)
         with transaction(self.sessions) as session:
             get_chat(session, chat_id=chat_id, owner=owner)
             generations = GenerationRepository(session)
             if (active := generations.active_for_chat(chat_id)) is not None:
                 return Started(active.id, created=False)
-            if not alive:
+            if not facts.workers_alive:
                 raise no_worker_error(self.redis)
-            if (waiting := generations.queued_count()) >= self.settings.max_queued:
+            if (ahead := generations.queued_count()) >= self.settings.max_queued:
                 raise QueueFull(
-                    f"{waiting} answers already wait for a worker (MAX_QUEUED): try again shortly",
-                    retry_after_s=queue_estimate(self.redis, waiting, workers_alive=alive)[
-                        "retry_after_s"
-                    ],
+                    f"{ahead} answers already wait for a worker (MAX_QUEUED): try again shortly",
+                    retry_after_s=facts.estimate(ahead)["retry_after_s"],
                 )
             generation = new_generation(
                 session,
@@ -150,14 +153,19 @@ class Lifecycle:
                 active = generations.active_for_chat(chat_id)
                 assert active is not None
                 return Started(active.id, created=False)
-            ahead = generations.queued_before(generation)
-        # Committed: only now may a worker see the job. Count the requester as a listener
-        # before any worker can look.
-        tokenbus.mark_seen(self.redis, [str(generation.id)], grace_s=self.settings.stream_grace_s)
-        estimate = queue_estimate(self.redis, ahead + 1, workers_alive=alive)
-        self._append(generation.id, "queue", estimate)
-        self.send(generation.id, request_id)
-        log.info("generation queued", extra={"generation_id": str(generation.id), "kind": kind})
+        # Committed: only now may a worker see the job. In one round trip: count the
+        # requester as a listener before any worker can look, say where it waits, and
+        # mark the job as sent.
+        gid = str(generation.id)
+        with self.redis.pipeline(transaction=False) as pipe:
+            tokenbus.mark_seen_queued(pipe, [gid], grace_s=self.settings.stream_grace_s)
+            tokenbus.append_queued(
+                pipe, gid, "queue", facts.estimate(ahead + 1), ttl_s=self.settings.stream_ttl_s
+            )
+            pipe.sadd(JOBS_KEY, gid)
+            pipe.execute()
+        self._send_job(gid, request_id)
+        log.info("generation queued", extra={"generation_id": gid, "kind": kind})
         return Started(generation.id, created=True)
 
     def tell_position(self, generation_id: uuid.UUID, position: int) -> None:
@@ -166,10 +174,13 @@ class Lifecycle:
 
     def send(self, generation_id: uuid.UUID, request_id: str | None) -> None:
         """Put the generation's job in the broker (again), with its marker."""
+        self.redis.sadd(JOBS_KEY, str(generation_id))
+        self._send_job(str(generation_id), request_id)
+
+    def _send_job(self, generation_id: str, request_id: str | None) -> None:
         if self._enqueue is None:
             raise RuntimeError("this process cannot enqueue jobs")
-        self.redis.sadd(JOBS_KEY, str(generation_id))
-        self._enqueue(str(generation_id), request_id)
+        self._enqueue(generation_id, request_id)
 
     def find(
         self, *, owner: str | None, chat_id: uuid.UUID, generation_id: uuid.UUID
@@ -231,31 +242,28 @@ class Lifecycle:
         gid = str(generation_id)
         with transaction(self.sessions) as session:
             repository = GenerationRepository(session)
-            generation = repository.get(generation_id)
-            if generation is None or generation.status in FINAL_STATUSES:
-                return None
-            previous = generation.status
-            if previous == Status.RUNNING and (
-                workers.owner_state(self.redis, gid, same_host=True) is not workers.Owner.DEAD
-            ):
-                return None  # a live worker runs it; this is a duplicate job
-            if not repository.transition(
-                generation_id,
-                from_=(previous,),
-                attempt=generation.attempts,
-                status=Status.RUNNING,
-                attempts=generation.attempts + 1,
-                started_at=utcnow(),
-                model=model,
-            ):
-                return None
-            session.refresh(generation)
-        self.redis.srem(JOBS_KEY, gid)
-        workers.claim_ownership(self.redis, gid, worker_id=worker_id, ttl_s=self._owner_ttl_s)
-        if previous == Status.RUNNING:
-            # Its worker process died mid-answer: clients drop the partial text.
-            self._append(generation_id, "restart", {"attempt": generation.attempts})
-        if generation.attempts > self.settings.max_attempts:
+            # The usual case, a queued generation, in one statement.
+            generation = repository.start_queued(generation_id, started_at=utcnow(), model=model)
+            previous = Status.QUEUED
+            if generation is None:
+                generation = self._take_over(repository, generation_id, model=model)
+                if generation is None:
+                    return None
+                previous = Status.RUNNING
+        too_many = generation.attempts > self.settings.max_attempts
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.srem(JOBS_KEY, gid)
+            workers.claim_ownership(pipe, gid, worker_id=worker_id, ttl_s=self._owner_ttl_s)
+            ttl_s = self.settings.stream_ttl_s
+            if previous == Status.RUNNING:
+                # Its worker process died mid-answer: clients drop the partial text.
+                data = {"attempt": generation.attempts}
+                tokenbus.append_queued(pipe, gid, "restart", data, ttl_s=ttl_s)
+            if not too_many:
+                data = generation_info(generation)
+                tokenbus.append_queued(pipe, gid, "generation", data, ttl_s=ttl_s)
+            pipe.execute()
+        if too_many:
             self.fail(
                 generation,
                 code="too_many_attempts",
@@ -263,7 +271,30 @@ class Lifecycle:
                 "the workers kept dying",
             )
             return None
-        self._append(generation_id, "generation", generation_info(generation))
+        return generation
+
+    def _take_over(
+        self, repository: GenerationRepository, generation_id: uuid.UUID, *, model: str
+    ) -> Generation | None:
+        """Claim a running generation whose worker process died on this host (a killed
+        prefork child); None if it ended or a live worker runs it (a duplicate job)."""
+        generation = repository.get(generation_id)
+        if generation is None or generation.status != Status.RUNNING:
+            return None
+        owner = workers.owner_state(self.redis, str(generation_id), same_host=True)
+        if owner is not workers.Owner.DEAD:
+            return None
+        if not repository.transition(
+            generation_id,
+            from_=(Status.RUNNING,),
+            attempt=generation.attempts,
+            status=Status.RUNNING,
+            attempts=generation.attempts + 1,
+            started_at=utcnow(),
+            model=model,
+        ):
+            return None
+        repository.session.refresh(generation)
         return generation
 
     def finish(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -52,6 +53,25 @@ class GenerationRepository:
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
+    def start_queued(
+        self, generation_id: uuid.UUID, *, started_at: datetime, model: str
+    ) -> Generation | None:
+        """Move a queued generation to running (attempt + 1) in one statement; the
+        generation as it is now, or None if it was not queued."""
+        query = (
+            update(Generation)
+            .where(Generation.id == generation_id, Generation.status == Status.QUEUED)
+            .values(
+                status=Status.RUNNING,
+                attempts=Generation.attempts + 1,
+                started_at=started_at,
+                model=model,
+            )
+            .returning(Generation)
+            .execution_options(synchronize_session=False)
+        )
+        return self.session.scalars(query).first()
+
     def active(self) -> list[Generation]:
         """Every queued or running generation, oldest first."""
         query = (
@@ -63,11 +83,4 @@ class GenerationRepository:
 
     def queued_count(self) -> int:
         query = select(func.count()).where(Generation.status == Status.QUEUED)
-        return int(self.session.scalar(query) or 0)
-
-    def queued_before(self, generation: Generation) -> int:
-        """How many generations wait ahead of ``generation`` in the queue."""
-        query = select(func.count()).where(
-            Generation.status == Status.QUEUED, Generation.created_at < generation.created_at
-        )
         return int(self.session.scalar(query) or 0)

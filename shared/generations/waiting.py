@@ -4,6 +4,8 @@ answers suggest, and why nothing can answer it."""
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -17,22 +19,39 @@ DURATIONS_KEY = "chatbot:recent-durations"  # seconds the last answers took, new
 DURATIONS_KEPT = 50
 
 
-def queue_estimate(
-    client: redis.Redis, position: int, *, workers_alive: int | None = None
-) -> dict[str, Any]:
-    """The ``queue`` event: a position and the wait that recent answers suggest
-    (``workers_alive``: the caller's count, to spare a read)."""
-    recent = [float(x) for x in client.lrange(DURATIONS_KEY, 0, -1)]
-    if workers_alive is None:
-        workers_alive = workers.live_count(client)
-    alive = max(workers_alive, 1)
-    per_answer = sum(recent) / len(recent) if recent else None
-    wait = None if per_answer is None else round(per_answer * position / alive, 1)
-    return {
-        "position": position,
-        "estimated_wait_s": wait,
-        "retry_after_s": max(1, round(wait / position)) if wait else 5,
-    }
+@dataclass(frozen=True)
+class QueueFacts:
+    """What the estimates are made from, read in one round trip (``queue_facts``)."""
+
+    workers_alive: int
+    recent_s: list[float]
+    """Seconds the last answers took, newest first."""
+
+    def estimate(self, position: int) -> dict[str, Any]:
+        """The ``queue`` event: a position and the wait that recent answers suggest."""
+        alive = max(self.workers_alive, 1)
+        recent = self.recent_s
+        per_answer = sum(recent) / len(recent) if recent else None
+        wait = None if per_answer is None else round(per_answer * position / alive, 1)
+        return {
+            "position": position,
+            "estimated_wait_s": wait,
+            "retry_after_s": max(1, round(wait / position)) if wait else 5,
+        }
+
+
+def queue_facts(client: redis.Redis) -> QueueFacts:
+    """Live workers and recent answer durations, in one round trip."""
+    with client.pipeline(transaction=False) as pipe:
+        pipe.zcount(workers.WORKERS_KEY, time.time() - workers.WORKER_STALE_S, "+inf")
+        pipe.lrange(DURATIONS_KEY, 0, -1)
+        alive, recent = pipe.execute()
+    return QueueFacts(int(alive), [float(x) for x in recent])
+
+
+def queue_estimate(client: redis.Redis, position: int) -> dict[str, Any]:
+    """The ``queue`` event for ``position`` (see ``QueueFacts.estimate``)."""
+    return queue_facts(client).estimate(position)
 
 
 def record_duration(client: redis.Redis, seconds: float) -> None:

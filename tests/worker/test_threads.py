@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -61,6 +62,30 @@ def test_two_workers_on_one_host_get_half_each(client: redis.Redis) -> None:
             assert threads_a() == 2
             assert threads_other() == 4  # another host is not counted
         assert a.refresh() == 4  # b ended: a gets every core back
+
+
+def test_workers_learn_of_each_other_by_message_not_by_the_clock(
+    client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With the periodic refresh an hour away, only the host's channel can tell a of b.
+    monkeypatch.setattr("worker.threads.REFRESH_S", 3600.0)
+    host = f"h-{uuid.uuid4().hex}"
+    a, b = budget(client, host, "h:1", cores=2), budget(client, host, "h:2", cores=2)
+
+    def becomes(threads: Callable[[], int], value: int) -> bool:
+        deadline = time.monotonic() + 10  # a wide "not a hang" guard
+        while threads() != value and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return threads() == value
+
+    with a.running() as threads_a:
+        assert threads_a() == 2
+        time.sleep(0.2)  # a's thread is subscribed and waiting
+        with b.running() as threads_b:
+            assert threads_b() == 1
+            assert becomes(threads_a, 1)  # b started: a gave up a core
+        assert becomes(threads_a, 2)  # b ended: a took it back
+        assert client.zrange(a.key, 0, -1) == [b"h:1"]
 
 
 def test_a_killed_worker_drops_out_of_the_count(client: redis.Redis) -> None:

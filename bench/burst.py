@@ -4,6 +4,8 @@ Every chat is created first, then all streams open at once. Counts how each ende
 or the error code), ``queue`` events seen, queue wait (``done`` timings: created ->
 started) p50/p95, the web process's peak RSS, and the wall time. It measures whatever
 the code does today: with a queue timeout shorter than the burst needs, chats fail.
+With ``MAX_QUEUED`` set (``env``), also how many were turned away with 429 (and whether
+each said when to retry) and whether every admitted chat finished.
 """
 
 from __future__ import annotations
@@ -43,9 +45,15 @@ def run(*, chats: int = 200, max_new_tokens: int = 32, **env: str) -> dict[str, 
     outcomes = Counter("done" if a.done else (a.error or {}).get("code", "no_end") for a in answers)
     waits = [a.done["timings"]["queue_ms"] / 1000 for a in answers if a.done]
     p50, p95 = percentile(waits, 0.5), percentile(waits, 0.95)
+    rejected = [a for a in answers if a.status == 429]
     return {
         "chats": chats,
+        "env": env,
         "done": outcomes.get("done", 0),
+        "rejected_429": len(rejected),
+        "rejected_with_retry_after": sum(1 for a in rejected if a.retry_after),
+        "admitted": chats - len(rejected),
+        "admitted_done": sum(1 for a in answers if a.status != 429 and a.done),
         "outcomes": dict(outcomes),
         "queue_events": sum(a.events.get("queue", 0) for a in answers),
         "queue_wait_s_p50": None if p50 is None else round(p50, 2),

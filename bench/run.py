@@ -6,6 +6,7 @@ when another part is rerun):
   (p50/p95), with the added time split into hops;
 - ``workers``: 1, 2 and 4 worker processes on this host (aggregate and lone tokens/s);
 - ``burst``: 200 concurrent chats, 1 worker, 32-token answers;
+- ``burst_capped``: the same with ``MAX_QUEUED=50``: the excess gets 429, the admitted finish;
 - ``internet``: internet answers' time to first token, from ``bench/internet_ttft.py``
   (its ``run()`` returns ``{"ttft_ms_p50": ..., ...}``); "not measured" while absent;
 - ``fanout``: many clients on one answer, one web process;
@@ -74,6 +75,14 @@ def part_burst(quick: bool) -> dict[str, Any]:
     return burst.run(chats=40 if quick else 200, max_new_tokens=32)
 
 
+def part_burst_capped(quick: bool) -> dict[str, Any]:
+    from bench import burst
+
+    return burst.run(
+        chats=40 if quick else 200, max_new_tokens=32, MAX_QUEUED="10" if quick else "50"
+    )
+
+
 def part_internet(quick: bool) -> dict[str, Any]:
     # HOOK: the internet helper's bench/internet_ttft.py, when present, measures this.
     try:
@@ -102,6 +111,7 @@ PARTS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "pipeline": part_pipeline,
     "workers": part_workers,
     "burst": part_burst,
+    "burst_capped": part_burst_capped,
     "internet": part_internet,
     "fanout": part_fanout,
     "gpu": part_gpu,
@@ -111,6 +121,7 @@ PARTS: dict[str, Callable[[bool], dict[str, Any]]] = {
 def figures(parts: dict[str, Any]) -> list[dict[str, Any]]:
     """Every figure of the issue with its target; ``met`` None where not measured."""
     p, w, b = parts.get("pipeline", {}), parts.get("workers", {}), parts.get("burst", {})
+    c = parts.get("burst_capped", {})
     out = [
         _figure(
             "pipeline decode / engine alone",
@@ -163,6 +174,19 @@ def figures(parts: dict[str, Any]) -> list[dict[str, Any]]:
         _figure("burst: queue wait p95", b.get("queue_wait_s_p95"), "", None, "s"),
         _figure("burst: web RSS peak", b.get("web_rss_mb_peak"), "", None, "MB"),
         _figure(
+            f"capped burst (MAX_QUEUED={_get(c, 'env', 'MAX_QUEUED') or 50}): turned away "
+            "with 429 and Retry-After",
+            c.get("rejected_with_retry_after"),
+            "> 0, each 429 with Retry-After",
+            lambda v: v > 0 and v == c.get("rejected_429"),
+        ),
+        _figure(
+            "capped burst: admitted chats that finished",
+            c.get("admitted_done"),
+            f"{c.get('admitted', '?')}/{c.get('admitted', '?')}",
+            lambda v: v == c.get("admitted"),
+        ),
+        _figure(
             "internet answer: time to first token, p50",
             _internet_ttft(parts.get("internet", {})),
             "<= 2500 ms",
@@ -201,6 +225,7 @@ FIGURE_PARTS = {
     "added": "pipeline",
     "engine": "pipeline",
     "burst": "burst",
+    "capped": "burst_capped",
     "internet": "internet",
     "fan-out": "fanout",
     "GPU": "gpu",

@@ -168,6 +168,7 @@ class Answer:
     done: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     status: int = 0
+    retry_after: str | None = None
 
     @property
     def completion_tokens(self) -> int:
@@ -187,6 +188,7 @@ async def stream_answer(client: httpx.AsyncClient, base: str, chat_id: str) -> A
         answer.headers = time.perf_counter()
         answer.status = response.status_code
         if response.status_code != 200:
+            answer.retry_after = response.headers.get("retry-after")
             body = json.loads(await response.aread() or b"{}")
             answer.error = body.get("error", {"code": f"http_{response.status_code}"})
             return answer

@@ -44,6 +44,26 @@ def test_targets_are_judged() -> None:
     assert report["internet answer: time to first token, p50"]["met"] is True
 
 
+def test_a_capped_burst_is_judged_on_its_429s_and_its_admitted_chats() -> None:
+    capped = {
+        "env": {"MAX_QUEUED": "50"},
+        "rejected_429": 140,
+        "rejected_with_retry_after": 140,
+        "admitted": 60,
+        "admitted_done": 60,
+    }
+    turned_away = "capped burst (MAX_QUEUED=50): turned away with 429 and Retry-After"
+    finished = "capped burst: admitted chats that finished"
+    report = by_name({"burst_capped": capped})
+    assert report[turned_away]["met"] is True
+    assert report[finished]["met"] is True
+    report = by_name({"burst_capped": {**capped, "rejected_with_retry_after": 139}})
+    assert report[turned_away]["met"] is False  # a 429 without Retry-After
+    report = by_name({"burst_capped": {**capped, "admitted_done": 59}})
+    assert report[finished]["met"] is False
+    assert by_name({})[finished]["met"] is None
+
+
 def test_readme_table_is_rewritten_between_markers(tmp_path: Path) -> None:
     page = tmp_path / "README.md"
     page.write_text(f"# Title\n\n{readme.START}\nold table\n{readme.END}\n\n## After\n")

@@ -114,4 +114,6 @@ def _beat(runtime: Runtime) -> None:
             )
         except redis.RedisError as exc:
             log.warning("worker heartbeat failed: %s", exc)
+        if runtime.current is None:
+            runtime.threads.sample_load()
         runtime.stop.wait(workers.WORKER_HEARTBEAT_S)

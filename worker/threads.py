@@ -11,7 +11,9 @@ waits for Redis. A worker that starts or ends a generation says so on the host's
 channel, so the others' shares change within a round trip (spinning threads of two
 processes on one core cost far more than a fraction of a second of a core); the thread also
 refreshes every ``REFRESH_S`` in case a message was missed. A killed worker stops beating
-and drops out of the count after ``STALE_S``.
+and drops out of the count after ``STALE_S``. Cores that other processes keep busy (not
+workers: a build, another service; ``worker.hostload``) are left to them too, since
+spinning threads on a busy core are slower than fewer threads.
 
 ``THREADS=N`` overrides all of this with a fixed count.
 """
@@ -27,6 +29,8 @@ import time
 from collections.abc import Callable, Iterator
 
 import redis
+
+from worker.hostload import HostLoad, cores_taken
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +78,9 @@ class ThreadsBudget:
         override: int = 0,
         cores: int | None = None,
         host: str | None = None,
+        load: Callable[[], float] | None = None,
     ) -> None:
+        """``load``: the cores other processes keep busy now (default: ``HostLoad``)."""
         self.client = client
         self.worker_id = worker_id
         self.override = override
@@ -83,6 +89,13 @@ class ThreadsBudget:
         self.key = running_key(host)
         self.channel = changed_channel(host)
         self._threads = override or self.cores
+        self._load = load or HostLoad().sample
+
+    def sample_load(self) -> None:
+        """Keep the host-load figure fresh while idle (the worker's heartbeat calls it), so
+        a generation starts with a recent one."""
+        if not self.override:
+            self._load()
 
     def current(self) -> int:
         """The threads to use now (read locally: no Redis round trip)."""
@@ -101,7 +114,8 @@ class ThreadsBudget:
                 pipe.publish(self.channel, self.worker_id)
             members = pipe.execute()[2]
         running = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
-        self._threads = share(cores=self.cores, running=running, worker_id=self.worker_id)
+        mine = share(cores=self.cores, running=running, worker_id=self.worker_id)
+        self._threads = max(1, min(mine, self.cores - cores_taken(self._load())))
         return self._threads
 
     def leave(self) -> None:

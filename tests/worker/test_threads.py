@@ -20,8 +20,12 @@ def client() -> redis.Redis:
     return redis.Redis.from_url(os.environ["REDIS_URL"])
 
 
-def budget(client: redis.Redis, host: str, worker_id: str, cores: int) -> ThreadsBudget:
-    return ThreadsBudget(client, worker_id=worker_id, cores=cores, host=host)
+def budget(
+    client: redis.Redis, host: str, worker_id: str, cores: int, busy_elsewhere: float = 0.0
+) -> ThreadsBudget:
+    return ThreadsBudget(
+        client, worker_id=worker_id, cores=cores, host=host, load=lambda: busy_elsewhere
+    )
 
 
 @pytest.mark.parametrize(
@@ -98,9 +102,28 @@ def test_a_killed_worker_drops_out_of_the_count(client: redis.Redis) -> None:
     assert alive.refresh() == 2
 
 
+@pytest.mark.parametrize(
+    ("cores", "busy_elsewhere", "expected"),
+    [
+        (2, 0.3, 2),  # the web tier and Redis beside the worker: keep every core
+        (2, 1.0, 1),  # another process keeps a core busy: leave it alone
+        (2, 2.0, 1),  # never fewer than one thread
+        (8, 2.6, 5),
+    ],
+)
+def test_cores_busy_with_other_processes_are_left_to_them(
+    client: redis.Redis, cores: int, busy_elsewhere: float, expected: int
+) -> None:
+    lone = budget(
+        client, f"h-{uuid.uuid4().hex}", "h:1", cores=cores, busy_elsewhere=busy_elsewhere
+    )
+    with lone.running() as threads:
+        assert threads() == expected
+
+
 def test_threads_setting_overrides_the_budget(client: redis.Redis) -> None:
     host = f"h-{uuid.uuid4().hex}"
-    fixed = ThreadsBudget(client, worker_id="h:1", cores=8, host=host, override=3)
+    fixed = ThreadsBudget(client, worker_id="h:1", cores=8, host=host, override=3, load=lambda: 8.0)
     with fixed.running() as threads:
         assert threads() == 3
         assert client.zcard(fixed.key) == 0  # not counted: the operator chose
@@ -108,7 +131,7 @@ def test_threads_setting_overrides_the_budget(client: redis.Redis) -> None:
 
 def test_an_unreachable_redis_means_all_cores_not_a_failure() -> None:
     nowhere = redis.Redis(port=1, socket_connect_timeout=0.2)
-    lone = ThreadsBudget(nowhere, worker_id="h:1", cores=2, host="h")
+    lone = ThreadsBudget(nowhere, worker_id="h:1", cores=2, host="h", load=lambda: 0.0)
     with lone.running() as threads:
         assert threads() == 2
 

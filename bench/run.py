@@ -3,7 +3,8 @@
 Parts (each runnable alone: ``--only workers,burst``; a part's earlier result is kept
 when another part is rerun):
 - ``pipeline``: engine alone vs pipeline, decode ratio and added time to first token
-  (p50/p95), with the added time split into hops;
+  (p50/p95), with the added time split into hops (``bench/pipeline.py``) and each step
+  before the first token timed alone (``bench/hops.py``);
 - ``workers``: 1, 2 and 4 worker processes on this host (aggregate and lone tokens/s);
 - ``burst``: 200 concurrent chats, 1 worker, 32-token answers;
 - ``burst_capped``: the same with ``MAX_QUEUED=50``: the excess gets 429, the admitted finish;
@@ -55,9 +56,11 @@ def _get(data: dict[str, Any], *path: str) -> Any:
 
 
 def part_pipeline(quick: bool) -> dict[str, Any]:
-    from bench import pipeline
+    from bench import hops, pipeline
 
-    return pipeline.run(rounds=4 if quick else 12, max_new_tokens=64 if quick else 200)
+    result = pipeline.run(rounds=4 if quick else 12, max_new_tokens=64 if quick else 200)
+    result["steps_ms_p50"] = hops.run(rounds=5 if quick else 20)["hops_ms_p50"]
+    return result
 
 
 def part_workers(quick: bool) -> dict[str, Any]:
@@ -137,6 +140,14 @@ def figures(parts: dict[str, Any]) -> list[dict[str, Any]]:
             "ms",
         ),
         _figure("added time to first token, p95", p.get("added_ttft_ms_p95"), "", None, "ms"),
+        *(
+            _figure(f"added time to first token, hop (client's view): {name}", ms, "", None, "ms")
+            for name, ms in (p.get("hops_ms_p50") or {}).items()
+        ),
+        *(
+            _figure(f"added time to first token, step alone: {name}", ms, "", None, "ms")
+            for name, ms in (p.get("steps_ms_p50") or {}).items()
+        ),
         _figure("engine alone: decode", p.get("engine_tokens_per_s_p50"), "", None, "tok/s"),
         _figure("pipeline: decode", p.get("pipeline_tokens_per_s_p50"), "", None, "tok/s"),
         _figure(

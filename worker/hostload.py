@@ -5,11 +5,12 @@ left to it crawls: on 2 cores with another process busy on one, a short prompt t
 with 1 thread and 0.04 to 5.8 s with 2. The threads budget (``worker.threads``) counts the
 host's workers itself; this covers everything else (a build, a browser, another service).
 
-``HostLoad.sample()`` returns the cores that other processes used since the previous
+``HostLoad.sample()`` measures the cores that other processes used since the previous
 sample, on the CPUs of this process's affinity mask: their busy time (user, nice, system,
-interrupts, steal) from ``/proc/stat`` less this process's own (``/proc/self/stat``).
-Jiffies are 10 ms, so a sample needs a window of a few tenths of a second to mean anything;
-a shorter one returns the previous figure.
+interrupts, steal) from ``/proc/stat`` less this process's own (``/proc/self/stat``), and
+returns the lower of the last two windows, so only a load that lasts counts (a process
+that just finished does not cost the next generation its threads). Jiffies are 10 ms, so a
+window needs a few tenths of a second to mean anything; a shorter one is not taken.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -42,13 +44,14 @@ class HostLoad:
         self.proc = proc
         self.ticks_per_s = clock or float(os.sysconf("SC_CLK_TCK"))
         self.busy_elsewhere = 0.0
+        self._windows: deque[float] = deque(maxlen=2)
         self._lock = threading.Lock()
         self._last = self._read()
         self._last_at = time.monotonic()
 
     def sample(self) -> float:
-        """Cores other processes used since the last sample (the last figure if that was
-        under ``MIN_WINDOW_S`` ago, or if ``/proc`` cannot be read)."""
+        """Cores other processes kept busy in both of the last two windows (the previous
+        figure if the last sample was under ``MIN_WINDOW_S`` ago; 0 without ``/proc``)."""
         with self._lock:
             now = time.monotonic()
             window = now - self._last_at
@@ -59,7 +62,8 @@ class HostLoad:
                 busy = reading[0] - self._last[0]
                 mine = reading[1] - self._last[1]
                 used = (busy - mine) / self.ticks_per_s / window
-                self.busy_elsewhere = min(max(used, 0.0), float(len(self.cpus) or 1))
+                self._windows.append(min(max(used, 0.0), float(len(self.cpus) or 1)))
+                self.busy_elsewhere = min(self._windows)
             self._last, self._last_at = reading, now
             return self.busy_elsewhere
 

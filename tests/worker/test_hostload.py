@@ -49,6 +49,17 @@ def test_a_short_window_keeps_the_previous_figure(tmp_path: Path) -> None:
     assert load.sample() == pytest.approx(2.0, abs=0.05)  # capped at our CPUs
 
 
+def test_only_a_load_that_lasts_counts(tmp_path: Path) -> None:
+    write(tmp_path, a=0, a_sys=0, a_steal=0, b=0, c=0, own=0)
+    load = HostLoad({0, 1}, proc=tmp_path, clock=100.0)
+    figures = []
+    for a, b in ((10, 10), (110, 110), (210, 210), (220, 220)):  # quiet, busy, busy, quiet
+        write(tmp_path, a=a, a_sys=0, a_steal=0, b=b, c=0, own=0)
+        load._last_at -= 1.0
+        figures.append(round(load.sample(), 1))
+    assert figures == [0.2, 0.2, 2.0, 0.2]
+
+
 def test_no_proc_means_no_load(tmp_path: Path) -> None:
     load = HostLoad({0}, proc=tmp_path / "missing", clock=100.0)
     load._last_at -= 1.0

@@ -201,6 +201,10 @@ def test_attribute_words_expand_the_question() -> None:
     shape = analyse_question("How tall is Mount Everest?")
     assert shape.terms == ["tall", "mount", "everest"]
     assert {"height", "elevation"} <= set(shape.related)
+    # Pages say "the summit rises to", "the fastest land animal", "went on sale".
+    assert "rise" in analyse_question("How high is Korrigan Peak?").related
+    assert "fastest" in analyse_question("How fast can a cheetah run?").related
+    assert "sale" in analyse_question("When was the first iPhone released?").related
 
 
 def candidates(*texts: str, source: str = "https://a.example/") -> list[Candidate]:

@@ -30,7 +30,7 @@ _STOPWORDS = frozenset(STOPWORDS_EN_PLUS) | {"us", "also", "may", "might", "must
 _ATTRIBUTE_WORDS: tuple[tuple[frozenset[str], tuple[str, ...]], ...] = (
     (
         frozenset({"tall", "high", "height", "elevation"}),
-        ("height", "tall", "tallest", "high", "highest", "elevation", "rise"),
+        ("height", "tall", "tallest", "high", "highest", "elevation", "rise", "rises"),
     ),
     (frozenset({"long", "length"}), ("length", "long")),
     (frozenset({"far", "distance"}), ("distance", "far", "away")),

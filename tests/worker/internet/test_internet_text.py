@@ -202,7 +202,7 @@ def test_attribute_words_expand_the_question() -> None:
     assert shape.terms == ["tall", "mount", "everest"]
     assert {"height", "elevation"} <= set(shape.related)
     # Pages say "the summit rises to", "the fastest land animal", "went on sale".
-    assert "rise" in analyse_question("How high is Korrigan Peak?").related
+    assert set(tokenize("The summit rises")) & set(analyse_question("How high?").related)
     assert "fastest" in analyse_question("How fast can a cheetah run?").related
     assert "sale" in analyse_question("When was the first iPhone released?").related
 

@@ -301,13 +301,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in chosen:
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
         started = dt.datetime.now(dt.UTC)
+        at = commit()  # before the part runs: some parts write tracked result files
         try:
             result = PARTS[name](args.quick)
         except (Exception, SystemExit) as exc:
             traceback.print_exc()
             result = {"status": f"failed: {type(exc).__name__}: {exc}"}
         result["measured_at"] = started.isoformat(timespec="seconds")
-        result["commit"] = commit()
+        result["commit"] = at
         result["quick"] = args.quick
         parts[name] = result
         print(json.dumps({name: result}, indent=2), flush=True)
@@ -315,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "commit": commit(),
-        "note": args.note,
+        # A part run alone keeps the note on the other parts' run unless given a new one.
+        "note": args.note or (previous.get("note", "") if args.only else ""),
         "figures": judged(parts),
         "parts": parts,
     }

@@ -63,12 +63,13 @@ def test_a_part_runs_alone_and_keeps_the_others(
     results = tmp_path / "latest.json"
     page = tmp_path / "README.md"
     page.write_text(f"{readme.START}\n{readme.END}\n")
-    results.write_text('{"parts": {"burst": {"done": 7, "chats": 200}}}')
+    results.write_text('{"note": "quiet run", "parts": {"burst": {"done": 7, "chats": 200}}}')
     monkeypatch.setattr(run, "RESULTS", results)
     monkeypatch.setattr(readme, "README", page)
     assert main(["--only", "gpu"]) == 0
     report = json.loads(results.read_text())
     assert report["parts"]["burst"]["done"] == 7  # kept
+    assert report["note"] == "quiet run"  # kept too
     assert report["parts"]["gpu"]["status"] == NO_GPU
     assert "burst: 200 chats, 1 worker: done | 7 |" in page.read_text()
 

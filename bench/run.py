@@ -11,7 +11,9 @@ when another part is rerun):
 - ``internet``: internet answers' time to first token, from ``bench/internet_ttft.py``
   (its ``run()`` returns ``{"ttft_ms_p50": ..., ...}``); "not measured" while absent;
 - ``fanout``: many clients on one answer, one web process;
-- ``gpu``: ``bench/gpu_check.py`` needs a GPU machine; recorded as not run here.
+- ``gpu``: ``bench/gpu_check.py`` needs a GPU machine; recorded as not run here;
+- ``retrieval``: ``bench/retrieval`` (recall@1/@3 of the answer passage and, unless
+  ``--quick``, fact-in-answer with the default model) on its dev and holdout questions.
 
 Every figure has its target and ``met``. The README's benchmark table is rewritten from
 the file (``bench/readme.py``). Run: .venv/bin/python bench/run.py [--only PARTS] [--quick]
@@ -110,6 +112,13 @@ def part_gpu(quick: bool) -> dict[str, Any]:
     return {"status": NO_GPU}
 
 
+def part_retrieval(quick: bool) -> dict[str, Any]:
+    from bench.retrieval.run import run_benchmark, summary
+
+    report = run_benchmark(answers=not quick)
+    return {"splits": summary(report), "answers_setup": report.get("answers_setup")}
+
+
 PARTS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "pipeline": part_pipeline,
     "workers": part_workers,
@@ -118,6 +127,7 @@ PARTS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "internet": part_internet,
     "fanout": part_fanout,
     "gpu": part_gpu,
+    "retrieval": part_retrieval,
 }
 
 
@@ -227,6 +237,29 @@ def figures(parts: dict[str, Any]) -> list[dict[str, Any]]:
         _figure("fan-out: web RSS", f.get("web_rss_mb"), "", None, "MB"),
         _figure("GPU check", parts.get("gpu", {}).get("status", NO_GPU), "", None),
     ]
+    return out + _retrieval_figures(parts.get("retrieval", {}))
+
+
+def _at_least(target: float) -> Callable[[Any], bool]:
+    return lambda value: bool(value >= target)
+
+
+def _retrieval_figures(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The holdout's figures against the issue's targets; the dev split's (tuned on) bare."""
+    out = []
+    targets = {"recall@1": 0.75, "recall@3": 0.9, "fact_in_answer": 0.8}
+    for split in ("holdout", "dev"):
+        found = _get(result, "splits", split) or {}
+        for key, target in targets.items():
+            value = found.get(key, result.get("status", NOT_MEASURED))
+            if isinstance(value, float):
+                value = round(value, 3)
+            name = f"retrieval {split} ({found.get('questions', '?')} questions): "
+            name += key.replace("_", " ")
+            if split == "holdout":
+                out.append(_figure(name, value, f">= {target}", _at_least(target)))
+            else:
+                out.append(_figure(name, value, "", None))
     return out
 
 
@@ -240,6 +273,7 @@ FIGURE_PARTS = {
     "internet": "internet",
     "fan-out": "fanout",
     "GPU": "gpu",
+    "retrieval": "retrieval",
 }
 
 
@@ -303,13 +337,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in chosen:
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
         started = dt.datetime.now(dt.UTC)
+        at = commit()  # before the part runs: some parts write tracked result files
         try:
             result = PARTS[name](args.quick)
         except (Exception, SystemExit) as exc:
             traceback.print_exc()
             result = {"status": f"failed: {type(exc).__name__}: {exc}"}
         result["measured_at"] = started.isoformat(timespec="seconds")
-        result["commit"] = commit()
+        result["commit"] = at
         result["quick"] = args.quick
         parts[name] = result
         print(json.dumps({name: result}, indent=2), flush=True)
@@ -317,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "commit": commit(),
-        "note": args.note,
+        # A part run alone keeps the note on the other parts' run unless given a new one.
+        "note": args.note or (previous.get("note", "") if args.only else ""),
         "figures": judged(parts),
         "parts": parts,
     }

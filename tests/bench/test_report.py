@@ -83,12 +83,13 @@ def test_a_part_runs_alone_and_keeps_the_others(
     results = tmp_path / "latest.json"
     page = tmp_path / "README.md"
     page.write_text(f"{readme.START}\n{readme.END}\n")
-    results.write_text('{"parts": {"burst": {"done": 7, "chats": 200}}}')
+    results.write_text('{"note": "quiet run", "parts": {"burst": {"done": 7, "chats": 200}}}')
     monkeypatch.setattr(run, "RESULTS", results)
     monkeypatch.setattr(readme, "README", page)
     assert main(["--only", "gpu"]) == 0
     report = json.loads(results.read_text())
     assert report["parts"]["burst"]["done"] == 7  # kept
+    assert report["note"] == "quiet run"  # kept too
     assert report["parts"]["gpu"]["status"] == NO_GPU
     assert "burst: 200 chats, 1 worker: done | 7 |" in page.read_text()
 
@@ -104,3 +105,20 @@ def test_smoke_runs_are_not_judged() -> None:
     assert report["2 workers: aggregate vs 1"]["met"] is True
     assert report["2 workers: aggregate vs 1"]["part"] == "workers"
     assert report["fan-out: ? streams on one web process, identical text"]["part"] == "fanout"
+
+
+def test_retrieval_holdout_figures_are_judged_and_dev_figures_are_not() -> None:
+    splits = {
+        "holdout": {"questions": 28, "recall@1": 0.7, "recall@3": 0.93, "fact_in_answer": 0.82},
+        "dev": {"questions": 66, "recall@1": 0.8, "recall@3": 0.97, "fact_in_answer": None},
+    }
+    report = {f["name"]: f for f in judged({"retrieval": {"splits": splits}})}
+    assert report["retrieval holdout (28 questions): recall@1"]["met"] is False
+    assert report["retrieval holdout (28 questions): recall@3"]["met"] is True
+    assert report["retrieval holdout (28 questions): fact in answer"]["met"] is True
+    assert report["retrieval holdout (28 questions): fact in answer"]["part"] == "retrieval"
+    dev = report["retrieval dev (66 questions): recall@1"]
+    assert dev["value"] == 0.8 and dev["met"] is None and dev["target"] == ""
+    assert report["retrieval dev (66 questions): fact in answer"]["value"] is None
+    unmeasured = by_name({})["retrieval holdout (? questions): recall@1"]
+    assert unmeasured["value"] == NOT_MEASURED and unmeasured["met"] is None

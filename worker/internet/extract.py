@@ -11,6 +11,8 @@ import lxml.html
 import trafilatura
 from lxml import etree
 
+from worker.internet.furniture import drop_furniture
+
 log = logging.getLogger(__name__)
 
 MAX_WORDS = 110
@@ -100,6 +102,8 @@ def extract_document(content: str, *, url: str, content_type: str = "text/html")
     first_line, _, rest = text.partition("\n")
     if title and first_line.casefold() == title.casefold():
         text = rest  # the page's <h1> repeats its title, which Document.title already holds
+    # Bylines and meta glued to a passage's first sentence pass for a name or date answer.
+    text = "\n".join(drop_furniture(text.split("\n"), title=title))
     return Document(url=url, title=title, text=text)
 
 

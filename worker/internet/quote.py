@@ -79,10 +79,11 @@ _YEAR_CUES = frozenset(["in", "since", "by", "from", "until", "before", "after",
 _YEAR = re.compile(r"^(1[0-9]{3}|20[0-9]{2})s?$")
 _EXPECTS_NAME = re.compile(
     r"^\s*(who|whom|whose|where|(in |from )?(what|which) (city|country|town|place|person|company"
-    r"|river|lake|sea|team|capital|language|currency)|what(\s+is|\s+was|'s) the (name|capital"
-    r"|currency|language)|what(\s+is|\s+was|'s) the \w+est\b)\b",
+    r"|river|lake|sea|team|capital|language)|what(\s+is|\s+was|'s) the (name|capital"
+    r"|language)|what(\s+is|\s+was|'s) the \w+est\b)\b",
     re.I,
 )
+# Not "currency": currencies are written in lower case ("the krona"), not as names.
 # Capitalised words that start sentences or are too common to be an answer.
 _NOT_NAMES = frozenset(
     [
@@ -140,6 +141,18 @@ holds (a page about the question's subject beats a page that mentions it)."""
 CONTEXT_CREDIT = 0.6
 """Credit for a question term found only around a sentence (its passage, heading, title)
 rather than in it: "It has 163 floors" answers for the building its page is about."""
+SUBJECT_MISSING_FACTOR = 0.5
+"""Score multiplier per subject term (a question term that most of the pages hold: what
+the question is about) missing from a sentence, its heading and its page's title."""
+PHRASE_WEIGHT = 0.5
+"""Added, times the share of the question's neighbouring term pairs, for those pairs
+side by side in a sentence, its heading or its title ("Apollo 11", not "Apollo 13")."""
+MIN_IDF_SHARE = 0.5
+"""Each question term weighs at least this share of the heaviest one: the question's
+subject is on most pages, so its rarity among the sentences undersells it."""
+UNIT_BONUS = 0.3
+"""Share of FULL_ANSWER_BONUS for a number with its unit ("4,127 metres", "11 weeks")
+where a number is asked for: "all four feet" is a number too, but seldom the answer."""
 
 
 @dataclass(frozen=True)
@@ -200,13 +213,18 @@ def pick_quotes(question: str, passages: Sequence[QuotedPassage]) -> list[Quote]
     contexts = [set(tokenize(f"{p.title}\n{p.context}\n{p.text}")) for p in passages]
     titles = [set(tokenize(p.title)) for p in passages]
     term_weight = sum(idf[term] for term in set(shape.terms)) or 1.0
+    subject = _subject_terms(shape, passages)
+    pairs = set(itertools.pairwise(shape.terms))
     best_of: dict[int, Quote] = {}
     for number, sentence in sentences:
         passage = passages[number]
-        around = contexts[number]
-        score = _sentence_score(shape, idf, expects, question_words, sentence, around)
+        score = _sentence_score(shape, idf, expects, question_words, sentence, contexts[number])
         if score <= 0:
             continue
+        near = [*tokenize(sentence), "", *tokenize(passage.context), "", *tokenize(passage.title)]
+        if pairs:
+            score += PHRASE_WEIGHT * len(pairs & set(itertools.pairwise(near))) / len(pairs)
+        score *= SUBJECT_MISSING_FACTOR ** len(subject - set(near))
         score *= 1.0 - PASSAGE_WEIGHT + PASSAGE_WEIGHT * max(0.0, passage.score) / top
         in_title = sum(idf[term] for term in set(shape.terms) if term in titles[number])
         score *= 1.0 - TITLE_WEIGHT + TITLE_WEIGHT * in_title / term_weight
@@ -216,16 +234,31 @@ def pick_quotes(question: str, passages: Sequence[QuotedPassage]) -> list[Quote]
     return sorted(best_of.values(), key=lambda quote: -quote.score)
 
 
+def _subject_terms(shape: QuestionShape, passages: Sequence[QuotedPassage]) -> set[str]:
+    """What the question is about: its terms in the titles of more than half of the pages
+    (two pages at least). Attribute words ("capital", "invented") seldom are."""
+    titles = {passage.title: set(tokenize(passage.title)) for passage in passages}
+    if len(titles) < 2:
+        return set()
+    return {
+        term
+        for term in set(shape.terms)
+        if sum(term in words for words in titles.values()) * 2 > len(titles)
+    }
+
+
 def _idf(shape: QuestionShape, sentence_tokens: list[set[str]]) -> dict[str, float]:
     """Rarity of each question term among the sentences (a rare term says more)."""
     counts: Counter[str] = Counter()
     for tokens in sentence_tokens:
         counts.update(term for term in set(shape.terms) | set(shape.related) if term in tokens)
     total = len(sentence_tokens) or 1
-    return {
+    idf = {
         term: math.log(1.0 + (total - counts[term] + 0.5) / (counts[term] + 0.5))
         for term in set(shape.terms) | set(shape.related)
     }
+    floor = MIN_IDF_SHARE * max(idf.values(), default=0.0)
+    return {term: max(value, floor) for term, value in idf.items()}
 
 
 def _sentence_score(
@@ -304,6 +337,15 @@ _FULL_DATE = re.compile(
     re.I,
 )
 _MONTH_YEAR = re.compile(rf"\b{_MONTH},? \d{{3,4}}\b", re.I)
+_UNITS = (
+    r"mm|cm|m|km|metres?|meters?|kilometres?|kilometers?|feet|foot|ft|inch(?:es)?|miles?|yards?"
+    r"|km/h|mph|kph|knots?|m/s|g|kg|grams?|kilo(?:gram)?s?|tonnes?|tons?|pounds?|lbs?|ounces?"
+    r"|°\s?[CF]|degrees?|kelvin|K|ml|l|litres?|liters?|gallons?|percent|%"
+    r"|seconds?|minutes?|hours?|days?|weeks?|months?|years?|centuries"
+    r"|square (?:kilometres?|kilometers?|metres?|meters?|miles?)|hectares?|acres?"
+    r"|dollars|euros|million|billion"
+)
+_MEASURE = re.compile(rf"\d(?:[\d,.]*\d)?\s?(?:{_UNITS})(?![\w])", re.I)
 
 
 def _answer_strength(sentence: str, expects: str, answers: list[int]) -> float:
@@ -315,6 +357,8 @@ def _answer_strength(sentence: str, expects: str, answers: list[int]) -> float:
     if expects == "name":
         paired = any(b - a == 1 for a, b in itertools.pairwise(answers))
         return 1.0 + FULL_ANSWER_BONUS if paired else 1.0
+    if _MEASURE.search(sentence):
+        return 1.0 + FULL_ANSWER_BONUS * UNIT_BONUS
     return 1.0
 
 

@@ -28,16 +28,20 @@ _STOPWORDS = frozenset(STOPWORDS_EN_PLUS) | {"us", "also", "may", "might", "must
 # An attribute a question asks about, and words pages use for it ("how tall" is answered
 # by "an elevation of ..."). Matched on stems, weighted by RELATED_WEIGHT.
 _ATTRIBUTE_WORDS: tuple[tuple[frozenset[str], tuple[str, ...]], ...] = (
-    (frozenset({"tall", "high", "height", "elevation"}), ("height", "tall", "high", "elevation")),
+    (
+        frozenset({"tall", "high", "height", "elevation"}),
+        ("height", "tall", "tallest", "high", "highest", "elevation", "rise", "rises"),
+    ),
     (frozenset({"long", "length"}), ("length", "long")),
     (frozenset({"far", "distance"}), ("distance", "far", "away")),
     (frozenset({"deep", "depth"}), ("depth", "deep", "deepest", "below")),
     (frozenset({"big", "large", "size", "area"}), ("area", "size", "large", "square")),
     (frozenset({"hot", "cold", "warm", "temperature"}), ("temperature", "degrees")),
     (frozenset({"old", "age"}), ("age", "old", "born")),
-    (frozenset({"fast", "speed"}), ("speed", "fast")),
+    (frozenset({"fast", "speed"}), ("speed", "fast", "fastest", "mph")),
     (frozenset({"heavy", "weight"}), ("weight", "mass", "heavy")),
     (frozenset({"population", "people", "populous"}), ("population", "inhabitants", "people")),
+    (frozenset({"released", "release", "launched"}), ("release", "launch", "sale")),
 )
 _EXPECTS_DATE = re.compile(
     r"^\s*(when|since when|(in |on )?(what|which) (year|date|day|month|century))\b", re.I

@@ -34,6 +34,7 @@ def test_sentences_are_split_at_their_ends_and_table_rows_are_one() -> None:
         ("In which month is the festival held?", "date"),
         ("Who invented the quillon engine?", "name"),
         ("What is the capital of Kelbrin?", "name"),
+        ("What is the currency of Tarrow?", None),  # "the dellin": no capital letter
         ("Why is the sky blue?", None),
     ],
 )
@@ -77,6 +78,58 @@ def test_a_full_date_and_a_full_name_are_preferred() -> None:
 
     named = [QuotedPassage(1, "The engine was invented by Edda Varnsworth of Leeds.", 1.0)]
     assert pick_quotes("Who invented the engine?", named)[0].text.startswith("The engine")
+
+
+def test_a_sentence_about_another_subject_loses_to_one_about_the_asked_one() -> None:
+    # "quillon" is in most titles: the subject. The rotary sentence, on a page that only
+    # mentions the quillon engine further on, ranks higher but is not about it.
+    passages = [
+        QuotedPassage(
+            1,
+            "The rotary engine was invented by Felix Wankel. Unlike the quillon engine, it "
+            "uses a triangular rotor.",
+            2.0,
+            title="Who invented the rotary engine",
+        ),
+        QuotedPassage(
+            2,
+            "The quillon engine was invented by Edda Varnsworth, a mechanic from Leeds.",
+            1.2,
+            title="The quillon engine: history",
+        ),
+        QuotedPassage(
+            3, "The quillon engine uses a sleeve.", 0.5, title="How a quillon engine works"
+        ),
+    ]
+
+    quotes = pick_quotes("Who invented the quillon engine?", passages)
+
+    assert quotes[0].source_index == 2 and "Edda Varnsworth" in quotes[0].text
+
+
+def test_the_question_s_words_side_by_side_count() -> None:
+    # Both hold "Apollo", "11", "land", "Moon" and a date; one says "Apollo 11".
+    passages = [
+        QuotedPassage(1, "Apollo 13 launched on April 11, 1970, to land on the Moon.", 1.0),
+        QuotedPassage(2, "Apollo 11 landed on the Moon on 20 July 1969.", 1.0),
+    ]
+
+    quotes = pick_quotes("When did Apollo 11 land on the Moon?", passages)
+
+    assert "20 July 1969" in quotes[0].text
+
+
+def test_a_number_with_its_unit_beats_a_bare_count() -> None:
+    passages = [
+        QuotedPassage(
+            1, "Like cheetahs, greyhounds run fast with all four feet off the ground.", 1.0
+        ),
+        QuotedPassage(2, "A cheetah can run at 112 km/h in short bursts.", 1.0),
+    ]
+
+    quotes = pick_quotes("How fast can a cheetah run?", passages)
+
+    assert "112 km/h" in quotes[0].text
 
 
 def test_no_quote_without_a_question_term_and_long_sentences_are_cut() -> None:

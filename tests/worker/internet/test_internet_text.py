@@ -8,6 +8,7 @@ import pytest
 import trafilatura
 
 from worker.internet.extract import extract_document, split_passages
+from worker.internet.furniture import drop_furniture, is_furniture, strip_meta
 from worker.internet.rank import (
     Candidate,
     analyse_question,
@@ -60,6 +61,72 @@ def test_extract_falls_back_when_trafilatura_finds_nothing(
     assert "maximum depth of 1,642 metres" in document.text
     assert "| Age | 25 million years |" in document.text
     assert "All lakes" not in document.text and "Copyright" not in document.text
+
+
+NEWS_PAGE = """<!DOCTYPE html><html><head><title>The Meridian Tower</title></head><body>
+<main><article><h1>The Meridian Tower</h1>
+<p class='byline'>By Staff Writer · Updated 12 March 2024 · 6 min read</p>
+<p>The Meridian Tower has 64 floors and was the tallest building in Port Elsa for a decade.
+It was designed by the architect Hanna Berg and opened to the public in 2009.</p>
+<p>Its observation deck on the 62nd floor is open daily from nine in the morning.</p>
+<div class='newsletter'><p>Get the best explainers in your inbox every Friday.</p></div>
+</article></main></body></html>"""
+
+
+def test_extract_drops_the_byline_that_would_pass_for_an_answer() -> None:
+    document = extract_document(NEWS_PAGE, url="https://news.example/meridian")
+
+    assert document.text.startswith("The Meridian Tower has 64 floors")
+    for furniture in ("Staff Writer", "min read", "in your inbox"):
+        assert furniture not in document.text
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "By Staff Writer · Updated 12 March 2024 · 6 min read",
+        "Posted on 14 February 2023 by Sam 4 comments",
+        "Updated: March 3, 2021",
+        "From Peakpedia, the free encyclopedia",
+        "This article is about the subject. For other uses, see",
+        "Korrigan Peak (disambiguation).",
+        "Sign up for our free newsletter.",
+        "★★★★☆ 4.6 out of 5",
+        "(1,284 reviews)",
+    ],
+)
+def test_furniture_lines(line: str) -> None:
+    assert is_furniture(line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "By 1990 the town had grown to 40,000 people.",
+        "By Monday the river had risen by two metres.",
+        "14 June 1784 is the day the treaty was signed.",
+        "The bridge was opened on 3 March 1911 by Queen Anne.",
+        "The newsletter of the society first appeared in 1887 and ran for forty years.",
+    ],
+)
+def test_content_is_not_furniture(line: str) -> None:
+    assert not is_furniture(line)
+    assert strip_meta(line) == line
+
+
+def test_meta_glued_to_the_first_sentence_is_cut_off() -> None:
+    glued = "By Staff Writer · 6 min read The rotary engine was invented by Felix Wankel."
+    assert strip_meta(glued) == "The rotary engine was invented by Felix Wankel."
+    # A blog's title, date, author and comment count in one line with its first paragraph.
+    lines = [
+        "Mayors of the valley Posted on 14 February 2023 by Sam 4 comments Ashford's mayor "
+        "Colin Dray met the council.",
+        "Categories: Towns",
+        "Pages using infobox",
+    ]
+    assert drop_furniture(lines, title="Mayors of the valley") == [
+        "Ashford's mayor Colin Dray met the council."
+    ]
 
 
 def test_extract_plain_text() -> None:
@@ -134,6 +201,10 @@ def test_attribute_words_expand_the_question() -> None:
     shape = analyse_question("How tall is Mount Everest?")
     assert shape.terms == ["tall", "mount", "everest"]
     assert {"height", "elevation"} <= set(shape.related)
+    # Pages say "the summit rises to", "the fastest land animal", "went on sale".
+    assert set(tokenize("The summit rises")) & set(analyse_question("How high?").related)
+    assert "fastest" in analyse_question("How fast can a cheetah run?").related
+    assert "sale" in analyse_question("When was the first iPhone released?").related
 
 
 def candidates(*texts: str, source: str = "https://a.example/") -> list[Candidate]:

@@ -8,9 +8,11 @@ host's workers itself; this covers everything else (a build, a browser, another 
 ``HostLoad.sample()`` measures the cores that other processes used since the previous
 sample, on the CPUs of this process's affinity mask: their busy time (user, nice, system,
 interrupts, steal) from ``/proc/stat`` less this process's own (``/proc/self/stat``), and
-returns the lower of the last two windows, so only a load that lasts counts (a process
-that just finished does not cost the next generation its threads). Jiffies are 10 ms, so a
-window needs a few tenths of a second to mean anything; a shorter one is not taken.
+returns the lower of the last two windows, so only a load that lasts counts. A generation
+that is starting (``starting=True``) also asks what is runnable right now
+(``procs_running``, less itself): a process that was busy a moment ago and now waits does
+not cost it its threads. Jiffies are 10 ms, so a window needs a few tenths of a second to
+mean anything; a shorter one is not taken.
 """
 
 from __future__ import annotations
@@ -49,9 +51,27 @@ class HostLoad:
         self._last = self._read()
         self._last_at = time.monotonic()
 
-    def sample(self) -> float:
+    def sample(self, starting: bool = False) -> float:
         """Cores other processes kept busy in both of the last two windows (the previous
-        figure if the last sample was under ``MIN_WINDOW_S`` ago; 0 without ``/proc``)."""
+        figure if the last sample was under ``MIN_WINDOW_S`` ago; 0 without ``/proc``);
+        ``starting``: at most what other processes can run right now."""
+        busy = self._sample()
+        if starting:
+            busy = min(busy, self.runnable_elsewhere())
+        return busy
+
+    def runnable_elsewhere(self) -> float:
+        """Threads runnable right now besides the caller (``procs_running`` of
+        ``/proc/stat``, host-wide); 0 where it cannot be read."""
+        try:
+            for line in (self.proc / "stat").read_text().splitlines():
+                if line.startswith("procs_running "):
+                    return float(max(int(line.split()[1]) - 1, 0))
+        except (OSError, ValueError, IndexError):
+            pass
+        return 0.0
+
+    def _sample(self) -> float:
         with self._lock:
             now = time.monotonic()
             window = now - self._last_at

@@ -78,9 +78,9 @@ class ThreadsBudget:
         override: int = 0,
         cores: int | None = None,
         host: str | None = None,
-        load: Callable[[], float] | None = None,
+        load: Callable[[bool], float] | None = None,
     ) -> None:
-        """``load``: the cores other processes keep busy now (default: ``HostLoad``)."""
+        """``load(starting)``: the cores other processes keep busy (``HostLoad.sample``)."""
         self.client = client
         self.worker_id = worker_id
         self.override = override
@@ -95,7 +95,7 @@ class ThreadsBudget:
         """Keep the host-load figure fresh while idle (the worker's heartbeat calls it), so
         a generation starts with a recent one."""
         if not self.override:
-            self._load()
+            self._load(False)
 
     def current(self) -> int:
         """The threads to use now (read locally: no Redis round trip)."""
@@ -115,7 +115,8 @@ class ThreadsBudget:
             members = pipe.execute()[2]
         running = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
         mine = share(cores=self.cores, running=running, worker_id=self.worker_id)
-        self._threads = max(1, min(mine, self.cores - cores_taken(self._load())))
+        taken = cores_taken(self._load(announce))  # announce: this generation is starting
+        self._threads = max(1, min(mine, self.cores - taken))
         return self._threads
 
     def leave(self) -> None:

@@ -17,12 +17,15 @@ cpu0 {a} 0 {a_sys} 900 10 0 0 {a_steal} 0 0
 cpu1 {b} 0 0 900 0 0 0 0 0 0
 cpu2 {c} 0 0 900 0 0 0 0 0 0
 intr 1 2 3
+procs_running {running}
 """
 
 
-def write(proc: Path, *, a: int, a_sys: int, a_steal: int, b: int, c: int, own: int) -> None:
+def write(
+    proc: Path, *, a: int, a_sys: int, a_steal: int, b: int, c: int, own: int, running: int = 1
+) -> None:
     (proc / "stat").write_text(
-        STAT.format(total=a + b + c, a=a, a_sys=a_sys, a_steal=a_steal, b=b, c=c)
+        STAT.format(total=a + b + c, a=a, a_sys=a_sys, a_steal=a_steal, b=b, c=c, running=running)
     )
     (proc / "self").mkdir(exist_ok=True)
     # pid (comm with a space) state ... utime (14th) stime (15th)
@@ -58,6 +61,20 @@ def test_only_a_load_that_lasts_counts(tmp_path: Path) -> None:
         load._last_at -= 1.0
         figures.append(round(load.sample(), 1))
     assert figures == [0.2, 0.2, 2.0, 0.2]
+
+
+def test_a_starting_generation_counts_only_what_runs_now(tmp_path: Path) -> None:
+    write(tmp_path, a=0, a_sys=0, a_steal=0, b=0, c=0, own=0)
+    load = HostLoad({0, 1}, proc=tmp_path, clock=100.0)
+    for a in (100, 200):  # another process kept both cores busy for two windows...
+        write(tmp_path, a=a, a_sys=0, a_steal=0, b=a, c=0, own=0, running=1)
+        load._last_at -= 1.0
+        load.sample()
+    assert load.sample() == pytest.approx(2.0, abs=0.05)
+    assert load.sample(starting=True) == 0.0  # ...and now waits: only we are runnable
+    write(tmp_path, a=300, a_sys=0, a_steal=0, b=300, c=0, own=0, running=3)
+    load._last_at -= 1.0
+    assert load.sample(starting=True) == pytest.approx(2.0, abs=0.05)  # still busy, two runnable besides us
 
 
 def test_no_proc_means_no_load(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ def budget(
     client: redis.Redis, host: str, worker_id: str, cores: int, busy_elsewhere: float = 0.0
 ) -> ThreadsBudget:
     return ThreadsBudget(
-        client, worker_id=worker_id, cores=cores, host=host, load=lambda: busy_elsewhere
+        client, worker_id=worker_id, cores=cores, host=host, load=lambda _: busy_elsewhere
     )
 
 
@@ -123,7 +123,9 @@ def test_cores_busy_with_other_processes_are_left_to_them(
 
 def test_threads_setting_overrides_the_budget(client: redis.Redis) -> None:
     host = f"h-{uuid.uuid4().hex}"
-    fixed = ThreadsBudget(client, worker_id="h:1", cores=8, host=host, override=3, load=lambda: 8.0)
+    fixed = ThreadsBudget(
+        client, worker_id="h:1", cores=8, host=host, override=3, load=lambda _: 8.0
+    )
     with fixed.running() as threads:
         assert threads() == 3
         assert client.zcard(fixed.key) == 0  # not counted: the operator chose
@@ -131,7 +133,7 @@ def test_threads_setting_overrides_the_budget(client: redis.Redis) -> None:
 
 def test_an_unreachable_redis_means_all_cores_not_a_failure() -> None:
     nowhere = redis.Redis(port=1, socket_connect_timeout=0.2)
-    lone = ThreadsBudget(nowhere, worker_id="h:1", cores=2, host="h", load=lambda: 0.0)
+    lone = ThreadsBudget(nowhere, worker_id="h:1", cores=2, host="h", load=lambda _: 0.0)
     with lone.running() as threads:
         assert threads() == 2
 

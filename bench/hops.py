@@ -114,7 +114,7 @@ def _measure(stack: Stack, rounds: int, warmup: int) -> dict[str, Any]:
             history = _history(session, generation)
         history_ms = _since(began)
         messages = [ChatMessage("system", settings.system_prompt)] + [
-            ChatMessage("user", m.message) for m in history
+            ChatMessage("user", m.message) for m in history or []
         ]
         began = time.perf_counter()
         fit_messages(engine, messages, max_new_tokens=settings.max_new_tokens)

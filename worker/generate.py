@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from shared.chats.models import Conversation
 from shared.chats.repository import ConversationRepository
-from shared.db import transaction, utcnow
+from shared.db import utcnow
 from shared.errors import ChatbotError, GenerationFailed
 from shared.generations.models import FinishReason, Generation
 from shared.generations.params import sampling_overrides, system_prompt
@@ -65,10 +65,12 @@ PREPARERS: dict[str, Preparer] = {"chat": prepare_chat}
 def run_generation(runtime: Runtime, *, generation_id: str) -> None:
     """Run one generation from claim to the terminal ``done`` or ``error`` event."""
     with metrics.recording(runtime.redis):  # written to Redis once, when it ends
+        history: list[list[Conversation] | None] = []  # read with the claim, one transaction
         generation = runtime.lifecycle.claim(
             uuid.UUID(generation_id),
             worker_id=runtime.worker_id,
             model=runtime.engine.model_name,
+            read=lambda session, claimed: history.append(_history(session, claimed)),
         )
         if generation is None:
             log.info("generation already ended or taken; nothing to do")
@@ -87,7 +89,7 @@ def run_generation(runtime: Runtime, *, generation_id: str) -> None:
         )
         runtime.current = generation_id
         try:
-            _generate(runtime, writer, generation)
+            _generate(runtime, writer, generation, history[0])
         except ChatbotError as exc:
             runtime.lifecycle.fail(
                 generation, code=exc.code, message=exc.message, attempt=generation.attempts
@@ -104,11 +106,16 @@ def run_generation(runtime: Runtime, *, generation_id: str) -> None:
             runtime.current = None
 
 
-def _generate(runtime: Runtime, writer: TokenWriter, generation: Generation) -> None:
+def _generate(
+    runtime: Runtime,
+    writer: TokenWriter,
+    generation: Generation,
+    history: list[Conversation] | None,
+) -> None:
     settings = runtime.settings
     deadline = time.monotonic() + settings.generation_time_limit_s
-    with transaction(runtime.sessions) as session:
-        history = _history(session, generation)
+    if history is None:
+        raise GenerationFailed("the question this generation answers was deleted")
     if flag := writer.stop_requested():
         runtime.lifecycle.finish(generation, text="", sources=None, reason=FinishReason(flag))
         return
@@ -184,9 +191,10 @@ def _generate(runtime: Runtime, writer: TokenWriter, generation: Generation) -> 
     )
 
 
-def _history(session: Session, generation: Generation) -> list[Conversation]:
+def _history(session: Session, generation: Generation) -> list[Conversation] | None:
+    """The chat up to the generation's question; None if the question was deleted."""
     messages = ConversationRepository(session)
     question = messages.get(generation.question_id) if generation.question_id else None
     if question is None:
-        raise GenerationFailed("the question this generation answers was deleted")
+        return None
     return messages.history(generation.chat_id, up_to=question, limit=HISTORY_LIMIT)

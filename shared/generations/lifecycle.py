@@ -236,9 +236,18 @@ class Lifecycle:
 
     # --- workers -----------------------------------------------------------------------
 
-    def claim(self, generation_id: uuid.UUID, *, worker_id: str, model: str) -> Generation | None:
+    def claim(
+        self,
+        generation_id: uuid.UUID,
+        *,
+        worker_id: str,
+        model: str,
+        read: Callable[[Session, Generation], None] | None = None,
+    ) -> Generation | None:
         """Move the generation to running for this worker (attempt + 1) and announce the
-        attempt; None when there is nothing to do (ended, or another worker runs it)."""
+        attempt; None when there is nothing to do (ended, or another worker runs it).
+        ``read(session, generation)``: what the worker needs next, read in the same
+        transaction (it must not raise: a failed claim leaves the job to nobody)."""
         gid = str(generation_id)
         with transaction(self.sessions) as session:
             repository = GenerationRepository(session)
@@ -250,6 +259,8 @@ class Lifecycle:
                 if generation is None:
                     return None
                 previous = Status.RUNNING
+            if read is not None:
+                read(session, generation)
         too_many = generation.attempts > self.settings.max_attempts
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.srem(JOBS_KEY, gid)

@@ -131,3 +131,21 @@ def test_a_duplicate_job_does_nothing(runtime_for: object) -> None:
     run_generation(runtime, generation_id=str(gid))  # the broker handed it out again
     assert tokenbus.events(runtime.redis, str(gid)) == before
     assert _done(runtime, gid)["finish_reason"] in ("stop", "length")
+
+
+def test_a_question_deleted_before_the_claim_ends_the_answer_with_an_error(
+    runtime_for: object,
+) -> None:
+    runtime = runtime_for()  # type: ignore[operator]
+    chat_id, gid = _ask(runtime)
+    with transaction(runtime.sessions) as session:
+        for message in session.query(Conversation).filter_by(chat_id=chat_id):
+            session.delete(message)
+    run_generation(runtime, generation_id=str(gid))
+    last = tokenbus.events(runtime.redis, str(gid))[-1]
+    assert last.type == "error"
+    assert last.json()["error"]["code"] == "generation_failed"
+    assert "deleted" in last.json()["error"]["message"]
+    with transaction(runtime.sessions) as session:
+        row = session.get(Generation, gid)
+        assert row is not None and row.status == "error"

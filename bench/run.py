@@ -69,7 +69,7 @@ def part_workers(quick: bool) -> dict[str, Any]:
     from bench import workers
 
     result: dict[str, Any] = workers.run(
-        lone=1 if quick else 3, max_new_tokens=64 if quick else 200
+        lone=1 if quick else 3, rounds=1 if quick else 3, max_new_tokens=64 if quick else 200
     )
     return result
 
@@ -180,6 +180,16 @@ def figures(parts: dict[str, Any]) -> list[dict[str, Any]]:
                 _get(w, count, "aggregate_vs_one"),
                 ">= 1.0",
                 lambda v: v >= 1.0,
+            )
+        )
+    for count in ("2", "4"):
+        out.append(
+            _figure(
+                f"{count} worker(s): the engine alone's ceiling here ({count} processes x 1 "
+                "thread vs 1 x every core)",
+                _get(w, "engine_ceiling", "vs_one", count),
+                "",
+                None,
             )
         )
     chats = b.get("chats")

@@ -2,7 +2,9 @@
 
 For 1, 2 and 4 worker processes (started one after another into the same stack): a lone
 answer's decode rate (one chat at a time), and the aggregate rate of as many concurrent
-chats as there are workers (completion tokens of all over the wall time of the round).
+chats as there are workers (completion tokens of all over the wall time of the round; the
+median of ``rounds`` rounds). Beside it, the ceiling: the engine alone in as many
+processes, one thread each, against one process with every core (``engine_ceiling``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from bench.pipeline import EngineAlone
 from bench.stack import LONG_QUESTION, Stack, running, stream_answer
 
 
@@ -30,7 +33,13 @@ async def _round(stack: Stack, chats: int) -> tuple[float, list[float], int]:
     return tokens / seconds, rates, failures
 
 
-def run(*, counts: tuple[int, ...] = (1, 2, 4), lone: int = 3, max_new_tokens: int = 200) -> Any:
+def run(
+    *,
+    counts: tuple[int, ...] = (1, 2, 4),
+    lone: int = 3,
+    rounds: int = 3,
+    max_new_tokens: int = 200,
+) -> Any:
     results: dict[str, Any] = {}
     with running(workers=0, MAX_NEW_TOKENS=str(max_new_tokens)) as stack:
         for count in counts:
@@ -39,14 +48,19 @@ def run(*, counts: tuple[int, ...] = (1, 2, 4), lone: int = 3, max_new_tokens: i
             for _ in range(lone):
                 _, rates, _ = asyncio.run(_round(stack, 1))
                 lone_rates.extend(rates)
-            aggregate, _, failures = asyncio.run(_round(stack, count))
+            aggregates, failures = [], 0
+            for _ in range(rounds):
+                aggregate, _, failed = asyncio.run(_round(stack, count))
+                aggregates.append(aggregate)
+                failures += failed
             results[str(count)] = {
                 "lone_tokens_per_s": round(statistics.median(lone_rates), 1)
                 if lone_rates
                 else None,
-                "aggregate_tokens_per_s": round(aggregate, 1),
+                "aggregate_tokens_per_s": round(statistics.median(aggregates), 1),
                 "failed": failures,
             }
+        ceiling = engine_ceiling(stack.env, counts, rounds=rounds)
     one = results.get("1", {}).get("aggregate_tokens_per_s")
     for entry in results.values():
         if one:
@@ -54,4 +68,39 @@ def run(*, counts: tuple[int, ...] = (1, 2, 4), lone: int = 3, max_new_tokens: i
         base = results.get("1", {}).get("lone_tokens_per_s")
         if base and entry["lone_tokens_per_s"]:
             entry["lone_vs_one"] = round(entry["lone_tokens_per_s"] / base, 3)
-    return results
+    return {**results, "engine_ceiling": ceiling}
+
+
+def engine_ceiling(env: dict[str, str], counts: tuple[int, ...], *, rounds: int) -> Any:
+    """The engine alone (``bench/engine_alone.py``), the same long question: ``count``
+    processes with one thread each against one process with every core (aggregate tokens/s
+    over the wall time, median of ``rounds``): what the workers' ratios can reach here."""
+    rates: dict[str, float] = {}
+    for count in counts:
+        threads = "0" if count == 1 else "1"  # 0: every core
+        samples = []
+        processes = [EngineAlone({**env, "THREADS": threads}) for _ in range(count)]
+        try:
+            for process in processes:
+                process.ask("Say hello.")  # warm: the first answer loads pages of the model
+            for _ in range(rounds):
+                started = time.perf_counter()
+                answers = _ask_all(processes, LONG_QUESTION)
+                samples.append(sum(a["tokens"] for a in answers) / (time.perf_counter() - started))
+        finally:
+            for process in processes:
+                process.close()
+        rates[str(count)] = round(statistics.median(samples), 1)
+    one = rates.get("1")
+    return {
+        "tokens_per_s": rates,
+        "vs_one": {k: round(v / one, 3) for k, v in rates.items()} if one else {},
+    }
+
+
+def _ask_all(processes: list[EngineAlone], text: str) -> list[dict[str, Any]]:
+    for process in processes:
+        assert process.process.stdin is not None
+        process.process.stdin.write(text + "\n")
+        process.process.stdin.flush()
+    return [process._read() for process in processes]

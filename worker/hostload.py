@@ -58,6 +58,10 @@ class HostLoad:
         busy = self._sample()
         if starting:
             busy = min(busy, self.runnable_elsewhere())
+            with self._lock:  # the generation's own windows decide from here on
+                self._windows.clear()
+                self._windows.append(busy)
+                self.busy_elsewhere = busy
         return busy
 
     def runnable_elsewhere(self) -> float:
@@ -115,7 +119,7 @@ def _affinity() -> set[int]:
 
 
 def cores_taken(busy_elsewhere: float) -> int:
-    """Whole cores to leave to other processes: a core counts once it is more than half
-    used (the web tier and Redis beside a worker use a little; a build or a second model
-    uses whole cores)."""
-    return int(busy_elsewhere + 0.5)
+    """Whole cores to leave to other processes: a core counts once it is 70 % used (the
+    web tier, Redis and the kernel's accounting beside a busy worker come to a few tenths;
+    a build or a second model uses whole cores)."""
+    return int(busy_elsewhere + 0.3)

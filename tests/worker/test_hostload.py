@@ -72,8 +72,10 @@ def test_a_starting_generation_counts_only_what_runs_now(tmp_path: Path) -> None
         load.sample()
     assert load.sample() == pytest.approx(2.0, abs=0.05)
     assert load.sample(starting=True) == 0.0  # ...and now waits: only we are runnable
-    write(tmp_path, a=300, a_sys=0, a_steal=0, b=300, c=0, own=0, running=3)
-    load._last_at -= 1.0
+    for a in (300, 400):  # busy again for two windows, two runnable besides us
+        write(tmp_path, a=a, a_sys=0, a_steal=0, b=a, c=0, own=0, running=3)
+        load._last_at -= 1.0
+        load.sample()
     assert load.sample(starting=True) == pytest.approx(
         2.0, abs=0.05
     )  # still busy, two runnable besides us

@@ -44,6 +44,7 @@ def run(
     with running(workers=0, MAX_NEW_TOKENS=str(max_new_tokens)) as stack:
         for count in counts:
             stack.add_workers(count - len(stack.workers))
+            asyncio.run(_round(stack, count))  # warm: a worker's first answer loads the model
             lone_rates = []
             for _ in range(lone):
                 _, rates, _ = asyncio.run(_round(stack, 1))

@@ -61,6 +61,7 @@ class TokenPublisher:
         self._cond = threading.Condition()
         self._closed = False
         self._idle = False  # the thread waits for tokens (not out a window)
+        self._last_send = 0.0
         self._hurry = False  # flush: send what is pending without waiting out the window
         self._thread = threading.Thread(target=self._run, name="token-publisher", daemon=True)
         self._thread.start()
@@ -71,7 +72,11 @@ class TokenPublisher:
             if self._closed:
                 raise RuntimeError("the publisher is closed")
             self._pending.append(text)
-            if self._idle:  # a thread waiting out its window is not woken per token
+            # Wake the thread when it waits for tokens, or once its window has passed: the
+            # send then starts at a token boundary, between two steps of the engine,
+            # rather than on a timer in the middle of one (spinning engine threads lose
+            # far more than the send's own time when it takes a core from them).
+            if self._idle or time.monotonic() - self._last_send >= self.window_s:
                 self._cond.notify()
 
     @property
@@ -122,7 +127,6 @@ class TokenPublisher:
         self.close()
 
     def _run(self) -> None:
-        last_send = 0.0
         backoff = BACKOFF_FIRST_S
         while True:
             with self._cond:
@@ -132,11 +136,12 @@ class TokenPublisher:
                 self._idle = False
                 if self._closed:
                     return
-                wait = last_send + self.window_s - time.monotonic()
+                wait = self._last_send + self.window_s - time.monotonic()
                 if wait > 0 and not self._batch and not self._hurry:
-                    # Coalesce: tokens keep arriving while we wait out the window (only
-                    # flush and close cut it short).
-                    self._cond.wait(wait)
+                    # Coalesce: tokens keep arriving while the window passes; the first
+                    # one after it (or flush, or close) wakes us, a second window at most
+                    # when tokens come slowly.
+                    self._cond.wait(wait + self.window_s)
                     if self._closed:
                         return
                 if not self._batch:
@@ -163,7 +168,7 @@ class TokenPublisher:
                 self._trust_abandoned_after = float("inf")
                 continue
             backoff = BACKOFF_FIRST_S
-            last_send = time.monotonic()
+            last_send = self._last_send = time.monotonic()
             if self._trust_abandoned_after == float("inf"):
                 self._trust_abandoned_after = last_send + self.abandon_grace_s
             if flag == "abandoned" and last_send < self._trust_abandoned_after:

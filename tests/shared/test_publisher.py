@@ -92,6 +92,28 @@ def test_tokens_arrive_in_order_exactly_once(client: redis.Redis) -> None:
     assert len(events) == publisher.sent_events <= len(words)  # coalesced, never split
 
 
+def test_tokens_coalesce_for_the_window_and_a_lone_token_still_goes_out(
+    client: redis.Redis,
+) -> None:
+    writer = writer_for(client)
+    with TokenPublisher(writer, window_s=0.2) as publisher:
+        started = time.monotonic()
+        for i in range(40):  # a token every 10 ms (or more on a busy machine)
+            publisher.put_token(f"t{i} ")
+            time.sleep(0.01)
+        publisher.flush(30)
+        windows = (time.monotonic() - started) / 0.2
+        # At most one send per window (plus the first token at once and the flush), never
+        # one per token.
+        assert 2 <= publisher.sent_events <= windows + 3 < 40
+        publisher.put_token("last")  # after a pause, with no token behind it and no flush
+        deadline = time.monotonic() + 10  # a wide "not a hang" guard
+        while not publisher.idle and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert publisher.idle
+    assert "".join(token_events(client, writer.generation_id)).endswith("t39 last")
+
+
 def test_the_decode_loop_does_not_wait_for_a_stalled_redis(
     client: redis.Redis, proxy: StallingProxy, redis_url: str
 ) -> None:

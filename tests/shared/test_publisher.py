@@ -105,7 +105,7 @@ def test_tokens_coalesce_for_the_window_and_a_lone_token_still_goes_out(
         windows = (time.monotonic() - started) / 0.2
         # At most one send per window (plus the first token at once and the flush), never
         # one per token.
-        assert 2 <= publisher.sent_events <= windows + 3 < 40
+        assert 2 <= publisher.sent_events <= windows + 3
         publisher.put_token("last")  # after a pause, with no token behind it and no flush
         deadline = time.monotonic() + 10  # a wide "not a hang" guard
         while not publisher.idle and time.monotonic() < deadline:

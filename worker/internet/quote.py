@@ -80,7 +80,9 @@ _YEAR = re.compile(r"^(1[0-9]{3}|20[0-9]{2})s?$")
 _EXPECTS_NAME = re.compile(
     r"^\s*(who|whom|whose|where|(in |from )?(what|which) (city|country|town|place|person|company"
     r"|river|lake|sea|team|capital|language)|what(\s+is|\s+was|'s) the (name|capital"
-    r"|language)|what(\s+is|\s+was|'s) the \w+est\b)\b",
+    r"|language)|what(\s+is|\s+was|'s) the \w+est\b"
+    # "Which architect designed ...": which and a noun (not "which is", "which of").
+    r"|(in |from |by )?which (?!(is|was|are|were|one|ones|of|do|does|did|can|has|have)\b)\w+)\b",
     re.I,
 )
 # Not "currency": currencies are written in lower case ("the krona"), not as names.
@@ -157,9 +159,10 @@ where a number is asked for: "all four feet" is a number too, but seldom the ans
 MATCHING_UNIT_BONUS = 0.6
 """Share of FULL_ANSWER_BONUS for a number in the kind of unit the question's attribute
 is measured in ("112 km/h" for "how fast", "640 million dollars" for "cost")."""
-WRONG_UNIT_STRENGTH = 0.8
-"""Answer strength (a bare number: 1) of a number only in units of another kind ("14
-miles" for "how much did it cost")."""
+UNMATCHED_NUMBER_STRENGTH = 0.6
+"""Answer strength (a bare number elsewhere: 1) of a number that is not in the kind of
+unit the asked attribute has: in another kind ("14 miles" for "how much did it cost")
+or in none ("all four feet" for "how fast")."""
 
 
 @dataclass(frozen=True)
@@ -451,10 +454,9 @@ def _answer_strength(
         paired = any(b - a == 1 for a, b in itertools.pairwise(answers))
         return 1.0 + FULL_ANSWER_BONUS if paired else 1.0
     if kinds:
-        found = _measure_kinds(sentence)
-        if found & kinds:
+        if _measure_kinds(sentence) & kinds:
             return 1.0 + FULL_ANSWER_BONUS * MATCHING_UNIT_BONUS
-        return WRONG_UNIT_STRENGTH if found else 1.0
+        return UNMATCHED_NUMBER_STRENGTH
     if _MEASURE.search(sentence):
         return 1.0 + FULL_ANSWER_BONUS * UNIT_BONUS
     return 1.0

@@ -1,4 +1,5 @@
-"""Fact-in-answer: does the answer the worker generates state the fact, cited?
+"""Fact-in-answer: does the answer the worker generates state the fact, cited? And its
+cheap proxy, fact-in-lead: does the lead the answer would open with state it (no model)?
 
 For each question set the worker's own code runs in this process: evidence selected from
 the rendered pages (``worker.internet.pipeline.select_evidence``), the prompt and lead
@@ -19,7 +20,34 @@ from bench.retrieval.data import QuestionSet, contains_answer, documents_of, sea
 from shared.settings import Settings
 from worker.engine import Engine, SamplingParams, fit_messages
 from worker.internet.answer import internet_prompt
+from worker.internet.lead import lead_text
 from worker.internet.pipeline import select_evidence
+
+
+def evaluate_leads(settings: Settings, sets: Sequence[QuestionSet]) -> dict[str, Any]:
+    """Fact-in-lead over ``sets``: the share of leads (as with ``EVIDENCE_LEAD=on``) that
+    hold the exact fact string, computed without the model; and the share of leads that
+    quote two sources."""
+    rows = []
+    for qs in sets:
+        evidence = select_evidence(
+            qs.question, search_result_of(qs), documents_of(qs), settings=settings
+        )
+        lead = lead_text(evidence.best, evidence.runner_up)
+        rows.append(
+            {
+                "id": qs.id,
+                "fact_in_lead": contains_answer(lead, qs.answer),
+                "two_sources": lead != lead_text(evidence.best),
+                "lead": lead,
+            }
+        )
+    count = len(rows) or 1
+    return {
+        "fact_in_lead": sum(row["fact_in_lead"] for row in rows) / count,
+        "two_source_leads": sum(row["two_sources"] for row in rows) / count,
+        "leads": rows,
+    }
 
 
 def answer_one(engine: Engine, settings: Settings, qs: QuestionSet) -> dict[str, Any]:

@@ -30,6 +30,7 @@ class QuestionSet:
     answer: str
     pages: list[Page]
     split: str  # "dev" (the ranker was tuned on these) or "holdout" (written afterwards)
+    file: str = ""  # the question file's name without ".json" ("holdout_04")
 
 
 def load_sets(data_dir: Path) -> list[QuestionSet]:
@@ -49,7 +50,9 @@ def load_sets(data_dir: Path) -> list[QuestionSet]:
                 for page in raw["pages"]
             ]
             split = "holdout" if path.name.startswith("holdout") else "dev"
-            sets.append(QuestionSet(raw["id"], raw["question"], raw["answer"], pages, split))
+            sets.append(
+                QuestionSet(raw["id"], raw["question"], raw["answer"], pages, split, path.stem)
+            )
     return sets
 
 

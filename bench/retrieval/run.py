@@ -22,7 +22,9 @@ A unit is a hit when it contains the answer string. Usage:
 - ``best-sentence``: the worker's quotes, best first: recall@1 is whether the sentence an
   answer leads with holds the fact.
 
-Unless ``--no-answers``, the default model then answers every question as the worker
+``fact_in_lead`` (no model) is the share of leads the worker's answers would open with
+(``EVIDENCE_LEAD=on``) that hold the fact. Unless ``--no-answers``, the default model
+then answers every question as the worker
 does (``answers.py``) and ``fact_in_answer`` is the share of saved answers that state
 the fact. :func:`run_benchmark` does all this for other scripts and returns the report.
 """
@@ -126,13 +128,26 @@ def run_benchmark(
             "temperature": settings.temperature,
             "seed": settings.seed,
         }
+    from bench.retrieval.answers import evaluate_leads
+
+    lead_settings = settings or model_settings(data_dir, answer_tokens=answer_tokens)
     for split in ("dev", "holdout", "all"):
         chosen = [qs for qs in sets if split in ("all", qs.split)]
         if not chosen:
             continue
         results = evaluate(chosen, verbose=verbose and split == "all")
-        report["splits"][split] = {"questions": len(chosen), "methods": results}
+        leads = evaluate_leads(lead_settings, chosen)
+        report["splits"][split] = {
+            "questions": len(chosen),
+            "sets": sorted({qs.file for qs in chosen}),
+            "methods": results,
+            "leads": leads,
+        }
         print_table(f"{split}: {len(chosen)} questions", results)
+        print(
+            f"{split}: fact in lead {leads['fact_in_lead']:.3f} (no model), two-source leads "
+            f"{leads['two_source_leads']:.3f}\n"
+        )
     if engine is not None and settings is not None:
         from bench.retrieval.answers import evaluate_answers
 
@@ -162,16 +177,20 @@ def run_benchmark(
 
 
 def summary(report: dict[str, Any]) -> dict[str, Any]:
-    """The headline figures of a report: per split, the pipeline's recall@1 and @3, the
-    best sentence's recall@1 and fact-in-answer (None when answers were not run)."""
+    """The headline figures of a report: per split, its question files, the pipeline's
+    recall@1 and @3, the best sentence's recall@1, fact-in-lead (the lead's text holds
+    the fact; no model) and fact-in-answer (None when answers were not run)."""
     figures: dict[str, Any] = {}
     for split, part in report["splits"].items():
         methods = part["methods"]
         figures[split] = {
             "questions": part["questions"],
+            "sets": part.get("sets", []),
             "recall@1": methods["pipeline"]["recall@1"],
             "recall@3": methods["pipeline"]["recall@3"],
             "best_sentence@1": methods["best-sentence"]["recall@1"],
+            "fact_in_lead": part.get("leads", {}).get("fact_in_lead"),
+            "two_source_leads": part.get("leads", {}).get("two_source_leads"),
             "fact_in_answer": part.get("answers", {}).get("fact_in_answer"),
             "cited_answer_page": part.get("answers", {}).get("cited_answer_page"),
         }

@@ -120,5 +120,11 @@ def test_retrieval_holdout_figures_are_judged_and_dev_figures_are_not() -> None:
     dev = report["retrieval dev (66 questions): recall@1"]
     assert dev["value"] == 0.8 and dev["met"] is None and dev["target"] == ""
     assert report["retrieval dev (66 questions): fact in answer"]["value"] is None
+    # A holdout is named by its question file; fact in lead (no model) is shown, not judged.
+    splits["holdout"] = {**splits["holdout"], "sets": ["holdout_04"], "fact_in_lead": 0.9}
+    named = {f["name"]: f for f in judged({"retrieval": {"splits": splits}})}
+    assert named["retrieval holdout_04 (28 questions): recall@1"]["met"] is False
+    assert named["retrieval holdout_04 (28 questions): fact in lead"]["value"] == 0.9
+    assert named["retrieval holdout_04 (28 questions): fact in lead"]["met"] is None
     unmeasured = by_name({})["retrieval holdout (? questions): recall@1"]
     assert unmeasured["value"] == NOT_MEASURED and unmeasured["met"] is None

@@ -1,6 +1,8 @@
 """Page furniture that main-text extraction keeps: bylines and post meta ("By Staff Writer
 · Updated 12 March 2024 · 6 min read", "Posted on 14 February 2023 by Sam · 4 comments"),
-encyclopedia taglines and hatnotes, category lists, newsletter pleas, star ratings.
+encyclopedia taglines and hatnotes, category lists, newsletter pleas, star ratings, and
+footers' legal and shop lines ("Prices include VAT. © 2024 Explore More Ltd.", "Free
+shipping on orders over $50").
 
 Left in, a byline is glued to the first sentence of its passage, and its capitalised
 words and date then look like the name or date a question asks for.
@@ -56,8 +58,17 @@ _FURNITURE_LINES = [
         r"^\(?[\d,]+ (?:reviews?|ratings?)\)?$",
         r"^(?:advertisement|skip to (?:main )?content|jump to navigation|share this article"
         r"|read more|related (?:articles|stories|posts))$",
+        # Footers: a short line with a copyright notice, and shops' terms of sale.
+        r"^(?=.{0,160}$).*(?:\u00a9|\(c\)\s*\d{4}|\bcopyright\b\s*\d{4}|\ball rights reserved\b)",
+        r"^(?:all\s+)?prices?\s+(?:include|exclude|incl\.?|excl\.?)\s+(?:vat|sales\s+tax|tax(?:es)?)\b"
+        r".{0,100}$",
+        r"^free\s+(?:shipping|delivery|returns?)\b.{0,80}$",
+        r"^.{0,40}\b(?:free\s+)?(?:returns?|refunds?)\s+within\s+\d+\s+days\b.{0,60}$",
     )
 ]
+
+# A footer's row of links: a few capitalised words, no sentence, no number.
+_LINK_ROW = re.compile(r"(?:(?-i:[A-Z])[\w'&-]*[\s\u00b7|/\u2022-]*){1,8}")
 
 
 def is_furniture(line: str) -> bool:
@@ -83,7 +94,8 @@ def strip_meta(line: str) -> str:
 def drop_furniture(lines: Sequence[str], *, title: str = "") -> list[str]:
     """``lines`` without furniture lines, bylines and meta cut from the front of the
     others (and a page title that extraction glued to a byline). Everything from a
-    "Categories:" line to the end of the page goes when no sentence follows it."""
+    "Categories:" line to the end of the page goes when no sentence follows it, and so do
+    the footer's link rows that end it ("About Careers Press")."""
     kept: list[str] = []
     for index, line in enumerate(lines):
         if line.casefold().startswith("categories:") and not any(
@@ -100,4 +112,6 @@ def drop_furniture(lines: Sequence[str], *, title: str = "") -> list[str]:
         line = strip_meta(line)
         if line:
             kept.append(line)
+    while kept and _LINK_ROW.fullmatch(kept[-1]):
+        kept.pop()
     return kept

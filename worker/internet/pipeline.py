@@ -74,7 +74,8 @@ class SourceInfo:
 @dataclass(frozen=True)
 class Evidence:
     """What the answer may use. ``passages`` are best first; ``best`` is the sentence that
-    best answers the question (None when no sentence matches it). ``degraded`` means no
+    best answers the question (None when no sentence matches it), ``runner_up`` the best
+    sentence of another source (None when there is none). ``degraded`` means no
     page could be read and the passages are search snippets; ``notes`` say, in words,
     what went wrong along the way."""
 
@@ -83,6 +84,7 @@ class Evidence:
     notes: list[str] = field(default_factory=list)
     degraded: bool = False
     best: Quote | None = None
+    runner_up: Quote | None = None
 
 
 def passage_budget_chars(settings: Settings) -> int:
@@ -166,16 +168,17 @@ def select_evidence(
         budget_chars=budget_chars if budget_chars is not None else passage_budget_chars(settings),
         max_per_source=MAX_PASSAGES_PER_SOURCE,
     )
-    sources, passages, best = number_sources(question, ranked, infos)
-    return Evidence(sources=sources, passages=passages, best=best)
+    sources, passages, best, runner_up = number_sources(question, ranked, infos)
+    return Evidence(sources=sources, passages=passages, best=best, runner_up=runner_up)
 
 
 def number_sources(
     question: str, ranked: list[RankedPassage], infos: Mapping[str, SourceInfo]
-) -> tuple[list[Source], list[Passage], Quote | None]:
+) -> tuple[list[Source], list[Passage], Quote | None, Quote | None]:
     """Order the ranked passages by how well their best sentence answers ``question``
     (passages without one keep their rank order, after them), number their sources in
-    that order, and quote each source by its best sentence."""
+    that order, and quote each source by its best sentence. Also returned: the best
+    sentence, and the best sentence of another source (the runner-up)."""
     quoted = [
         QuotedPassage(
             source_index=number,  # the position in ``ranked`` until sources are numbered
@@ -194,6 +197,7 @@ def number_sources(
     sources: list[Source] = []
     passages: list[Passage] = []
     best: Quote | None = None
+    runner_up: Quote | None = None
     for position in order:
         item = ranked[position]
         key = item.candidate.source
@@ -210,12 +214,16 @@ def number_sources(
                     quote=quote.text if quote is not None else "",
                 )
             )
-        if best is None and quote is not None:
-            best = Quote(source_index=numbers[key], text=quote.text, score=quote.score)
+        if quote is not None:
+            numbered = Quote(source_index=numbers[key], text=quote.text, score=quote.score)
+            if best is None:
+                best = numbered
+            elif runner_up is None and numbered.source_index != best.source_index:
+                runner_up = numbered
         passages.append(
             Passage(source_index=numbers[key], text=item.candidate.text, score=item.score)
         )
-    return sources, passages, best
+    return sources, passages, best, runner_up
 
 
 def build_candidates(

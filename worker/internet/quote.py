@@ -80,7 +80,9 @@ _YEAR = re.compile(r"^(1[0-9]{3}|20[0-9]{2})s?$")
 _EXPECTS_NAME = re.compile(
     r"^\s*(who|whom|whose|where|(in |from )?(what|which) (city|country|town|place|person|company"
     r"|river|lake|sea|team|capital|language)|what(\s+is|\s+was|'s) the (name|capital"
-    r"|language)|what(\s+is|\s+was|'s) the \w+est\b)\b",
+    r"|language)|what(\s+is|\s+was|'s) the \w+est\b"
+    # "Which architect designed ...": which and a noun (not "which is", "which of").
+    r"|(in |from |by )?which (?!(is|was|are|were|one|ones|of|do|does|did|can|has|have)\b)\w+)\b",
     re.I,
 )
 # Not "currency": currencies are written in lower case ("the krona"), not as names.
@@ -154,6 +156,14 @@ UNIT_BONUS = 0.3
 """Share of FULL_ANSWER_BONUS for a number with its unit ("4,127 metres", "11 weeks")
 where a number is asked for: "all four feet" is a number too, but seldom the answer."""
 
+MATCHING_UNIT_BONUS = 0.6
+"""Share of FULL_ANSWER_BONUS for a number in the kind of unit the question's attribute
+is measured in ("112 km/h" for "how fast", "640 million dollars" for "cost")."""
+UNMATCHED_NUMBER_STRENGTH = 0.6
+"""Answer strength (a bare number elsewhere: 1) of a number that is not in the kind of
+unit the asked attribute has: in another kind ("14 miles" for "how much did it cost")
+or in none ("all four feet" for "how fast")."""
+
 
 @dataclass(frozen=True)
 class Quote:
@@ -207,6 +217,7 @@ def pick_quotes(question: str, passages: Sequence[QuotedPassage]) -> list[Quote]
         return []
     expects = expected_answer(question, shape)
     question_words = {word.casefold() for word in _WORD.findall(question)}
+    kinds = unit_kinds(question)
     top = max((passage.score for passage in passages), default=0.0) or 1.0
     sentences = [(n, s) for n, p in enumerate(passages) for s in split_sentences(p.text)]
     idf = _idf(shape, [set(tokenize(sentence)) for _, sentence in sentences])
@@ -218,7 +229,9 @@ def pick_quotes(question: str, passages: Sequence[QuotedPassage]) -> list[Quote]
     best_of: dict[int, Quote] = {}
     for number, sentence in sentences:
         passage = passages[number]
-        score = _sentence_score(shape, idf, expects, question_words, sentence, contexts[number])
+        score = _sentence_score(
+            shape, idf, expects, question_words, sentence, contexts[number], kinds
+        )
         if score <= 0:
             continue
         near = [*tokenize(sentence), "", *tokenize(passage.context), "", *tokenize(passage.title)]
@@ -268,6 +281,7 @@ def _sentence_score(
     question_words: set[str],
     sentence: str,
     around: set[str],
+    kinds: frozenset[str] = frozenset(),
 ) -> float:
     present = set(tokenize(sentence))
     terms = list(dict.fromkeys(shape.terms))
@@ -289,7 +303,7 @@ def _sentence_score(
     answers = _answer_positions(sentence, expects, question_words)
     if not answers:
         return score * MISSING_ANSWER_FACTOR
-    score += ANSWER_WEIGHT * _answer_strength(sentence, expects, answers)
+    score += ANSWER_WEIGHT * _answer_strength(sentence, expects, answers, kinds)
     words = [word.casefold() for word in _WORD.findall(sentence)]
     anchors = [
         index
@@ -321,13 +335,22 @@ def _answer_positions(sentence: str, expects: str, question_words: set[str]) -> 
                 positions.append(index)
         elif (
             word[:1].isupper()
-            and index > 0
+            and (index > 0 or _starts_a_name(words, question_words))
             and lower not in _NOT_NAMES
             and lower not in _MONTHS
             and not any(ch.isdigit() for ch in word)
         ):
             positions.append(index)
     return positions
+
+
+def _starts_a_name(words: list[str], question_words: set[str]) -> bool:
+    """Whether a sentence's first word begins a name: the next word is capitalised and
+    no question word ("Delphine Wakeham, who won two titles, ..."; not "Tours of ..." or
+    "Join Trellis Robotics ..." for a question about Trellis Robotics)."""
+    if len(words) < 2 or not words[1][:1].isupper():
+        return False
+    return words[1].casefold() not in _NOT_NAMES | question_words
 
 
 _MONTH = "(" + "|".join(sorted(_MONTHS)) + ")"
@@ -337,19 +360,92 @@ _FULL_DATE = re.compile(
     re.I,
 )
 _MONTH_YEAR = re.compile(rf"\b{_MONTH},? \d{{3,4}}\b", re.I)
-_UNITS = (
-    r"mm|cm|m|km|metres?|meters?|kilometres?|kilometers?|feet|foot|ft|inch(?:es)?|miles?|yards?"
-    r"|km/h|mph|kph|knots?|m/s|g|kg|grams?|kilo(?:gram)?s?|tonnes?|tons?|pounds?|lbs?|ounces?"
-    r"|°\s?[CF]|degrees?|kelvin|K|ml|l|litres?|liters?|gallons?|percent|%"
-    r"|seconds?|minutes?|hours?|days?|weeks?|months?|years?|centuries"
-    r"|square (?:kilometres?|kilometers?|metres?|meters?|miles?)|hectares?|acres?"
-    r"|dollars|euros|million|billion"
+_UNIT_KINDS = {
+    "length": r"mm|cm|m|km|metres?|meters?|kilometres?|kilometers?|feet|foot|ft|inch(?:es)?"
+    r"|miles?|yards?",
+    "area": r"square (?:kilometres?|kilometers?|metres?|meters?|miles?|feet)|km2|m2"
+    r"|hectares?|acres?",
+    "speed": r"km/h|mph|kph|knots?|m/s|(?:kilometres?|kilometers?|miles?) (?:an|per) hour",
+    "mass": r"g|kg|grams?|kilo(?:gram)?s?|tonnes?|tons?|pounds?|lbs?|ounces?",
+    "temperature": r"°\s?[CF]|degrees?|kelvin|K",
+    "volume": r"ml|l|litres?|liters?|gallons?",
+    "share": r"percent|per cent|%",
+    "time": r"seconds?|minutes?|hours?|days?|weeks?|months?|years?|centuries",
+    "money": r"(?:(?:million|billion) )?(?:dollars|euros|pounds|crowns|francs|yen)",
+}
+_UNITS = "|".join([*_UNIT_KINDS.values(), "million", "billion"])
+_MEASURE = re.compile(rf"\d(?:[\d,.]*\d)?\s?(?:{_UNITS})(?![\w/])", re.I)
+_KIND_OF = {
+    kind: re.compile(rf"\d(?:[\d,.]*\d)?\s?(?:{units})(?![\w/])", re.I)
+    for kind, units in _UNIT_KINDS.items()
+}
+_MONEY_SYMBOL = re.compile(r"[$\u00a3\u20ac\u00a5]\s?\d")
+# The units an asked attribute is measured in ("how fast": km/h, not "four feet").
+_ATTRIBUTE_KINDS: tuple[tuple[frozenset[str], frozenset[str]], ...] = (
+    (
+        frozenset(
+            [
+                "tall",
+                "high",
+                "height",
+                "elevation",
+                "far",
+                "distance",
+                "deep",
+                "depth",
+                "wide",
+                "width",
+                "wingspan",
+                "diameter",
+                "radius",
+                "range",
+                "span",
+                "length",
+            ]
+        ),
+        frozenset({"length"}),
+    ),
+    (frozenset({"long"}), frozenset({"length", "time"})),
+    (frozenset({"area"}), frozenset({"area"})),
+    (frozenset({"fast", "speed"}), frozenset({"speed"})),
+    (frozenset({"heavy", "weight", "weigh", "mass"}), frozenset({"mass"})),
+    (
+        frozenset(
+            ["hot", "cold", "warm", "temperature", "boil", "boiling", "melting", "freezing", "oven"]
+        ),
+        frozenset({"temperature"}),
+    ),
+    (frozenset({"old", "age", "lifespan", "duration"}), frozenset({"time"})),
+    (frozenset({"percentage", "percent", "share", "proportion"}), frozenset({"share"})),
+    (frozenset({"cost", "costs", "price", "pay", "spend", "spent", "worth"}), frozenset({"money"})),
 )
-_MEASURE = re.compile(rf"\d(?:[\d,.]*\d)?\s?(?:{_UNITS})(?![\w])", re.I)
 
 
-def _answer_strength(sentence: str, expects: str, answers: list[int]) -> float:
-    """How specific the answer is: a full date beats a year, a full name a single word."""
+def unit_kinds(question: str) -> frozenset[str]:
+    """The kinds of unit an answer to ``question`` is measured in (``length``, ``time``,
+    ``money`` ...); empty when the question names no measured attribute."""
+    words = {word.casefold() for word in _WORD.findall(question)}
+    kinds: set[str] = set()
+    for triggers, found in _ATTRIBUTE_KINDS:
+        if triggers & words:
+            kinds |= found
+    return frozenset(kinds)
+
+
+def _measure_kinds(sentence: str) -> set[str]:
+    kinds = {kind for kind, pattern in _KIND_OF.items() if pattern.search(sentence)}
+    if _MONEY_SYMBOL.search(sentence):
+        kinds.add("money")
+    if "area" in kinds:
+        kinds.discard("length")
+    return kinds
+
+
+def _answer_strength(
+    sentence: str, expects: str, answers: list[int], kinds: frozenset[str] = frozenset()
+) -> float:
+    """How specific the answer is: a full date beats a year, a full name a single word, a
+    measure in the asked kind of unit a bare number, which beats one in another unit."""
     if expects == "date":
         if _FULL_DATE.search(sentence):
             return 1.0 + FULL_ANSWER_BONUS
@@ -357,6 +453,10 @@ def _answer_strength(sentence: str, expects: str, answers: list[int]) -> float:
     if expects == "name":
         paired = any(b - a == 1 for a, b in itertools.pairwise(answers))
         return 1.0 + FULL_ANSWER_BONUS if paired else 1.0
+    if kinds:
+        if _measure_kinds(sentence) & kinds:
+            return 1.0 + FULL_ANSWER_BONUS * MATCHING_UNIT_BONUS
+        return UNMATCHED_NUMBER_STRENGTH
     if _MEASURE.search(sentence):
         return 1.0 + FULL_ANSWER_BONUS * UNIT_BONUS
     return 1.0

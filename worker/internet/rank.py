@@ -40,7 +40,10 @@ _ATTRIBUTE_WORDS: tuple[tuple[frozenset[str], tuple[str, ...]], ...] = (
     (frozenset({"old", "age"}), ("age", "old", "born")),
     (frozenset({"fast", "speed"}), ("speed", "fast", "fastest", "mph")),
     (frozenset({"heavy", "weight"}), ("weight", "mass", "heavy")),
-    (frozenset({"population", "people", "populous"}), ("population", "inhabitants", "people")),
+    (
+        frozenset({"population", "people", "populous"}),
+        ("population", "inhabitants", "residents", "people"),
+    ),
     (frozenset({"released", "release", "launched"}), ("release", "launch", "sale")),
 )
 _EXPECTS_DATE = re.compile(
@@ -49,10 +52,10 @@ _EXPECTS_DATE = re.compile(
 _EXPECTS_NUMBER = re.compile(
     r"^\s*(how (many|much|tall|high|far|long|deep|big|large|old|hot|cold|warm|fast|heavy|wide"
     r"|often)|at what (temperature|age|speed|height|depth)"
-    r"|what(\s+is|\s+was|\s+are|'s)? (the )?(average |typical |approximate )?(population|height"
+    r"|what(\s+is|\s+was|\s+are|'s)? (the )?([a-z-]+ ){0,2}?(population|height"
     r"|length|distance|depth|area|size|temperature|speed|weight|mass|number|price|cost|age"
     r"|melting point|boiling point|freezing point|half-life|atomic number|diameter|radius"
-    r"|elevation|capacity|lifespan|duration|volume))\b",
+    r"|elevation|capacity|lifespan|duration|volume|wingspan|width|range))\b",
     re.I,
 )
 _NUMBER_WORDS = (

@@ -104,6 +104,11 @@ def test_best_page_is_source_one_and_passages_cite_it(
     assert ANSWER in evidence.best.text and "Climbing seasons" not in evidence.best.text
     assert evidence.sources[0].quote == evidence.best.text
     assert all(source.quote for source in evidence.sources)
+    # The runner-up is another source's best sentence (what a two-source lead quotes).
+    runner_up = evidence.runner_up
+    assert runner_up is not None and runner_up.source_index != 1
+    assert runner_up.text == evidence.sources[runner_up.source_index - 1].quote
+    assert runner_up.score <= evidence.best.score
 
 
 def test_answer_box_and_knowledge_graph_are_evidence(

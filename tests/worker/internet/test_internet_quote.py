@@ -7,13 +7,20 @@ from pathlib import Path
 import pytest
 
 from shared.settings import Settings
-from worker.internet.lead import estimate_parameters, lead_enabled, lead_text, model_parameters
+from worker.internet.lead import (
+    LEAD_MAX_CHARS,
+    estimate_parameters,
+    lead_enabled,
+    lead_text,
+    model_parameters,
+)
 from worker.internet.quote import (
     Quote,
     QuotedPassage,
     expected_answer,
     pick_quotes,
     split_sentences,
+    unit_kinds,
 )
 
 
@@ -34,6 +41,8 @@ def test_sentences_are_split_at_their_ends_and_table_rows_are_one() -> None:
         ("In which month is the festival held?", "date"),
         ("Who invented the quillon engine?", "name"),
         ("What is the capital of Kelbrin?", "name"),
+        ("Which architect designed the Vantry Concert Hall?", "name"),
+        ("Which of the two bridges is older?", None),
         ("What is the currency of Tarrow?", None),  # "the dellin": no capital letter
         ("Why is the sky blue?", None),
     ],
@@ -132,6 +141,71 @@ def test_a_number_with_its_unit_beats_a_bare_count() -> None:
     assert "112 km/h" in quotes[0].text
 
 
+def test_the_asked_kind_of_unit_beats_another_kind() -> None:
+    assert unit_kinds("How much did it cost to build the dam?") == {"money"}
+    assert unit_kinds("How long does the beetle live?") == {"length", "time"}
+    assert unit_kinds("What is the surface area of the lake?") == {"area"}
+    assert unit_kinds("How many people live in Yarrowby?") == set()
+    # Both hold the dam and a number with a unit; only one is a cost.
+    passages = [
+        QuotedPassage(
+            1, "The walk round the reservoir behind the Ulverstone Dam is 14 miles.", 1.0
+        ),
+        QuotedPassage(
+            2, "The final bill came to 640 million dollars.", 1.0, title="Ulverstone Dam"
+        ),
+    ]
+
+    quotes = pick_quotes("How much did it cost to build the Ulverstone Dam?", passages)
+
+    assert "640 million dollars" in quotes[0].text
+
+
+def test_a_number_without_the_asked_unit_is_a_weak_answer() -> None:
+    # The look-alike's page ranks higher and asks the question in its title; its only
+    # number is a count, not a speed.
+    passages = [
+        QuotedPassage(
+            1,
+            "Like cheetahs, they use a double gallop in which all four feet leave the ground.",
+            1.0,
+            title="How fast can a greyhound run?",
+        ),
+        QuotedPassage(
+            2,
+            "The cheetah is the fastest land animal: it can reach 112 km/h in short bursts.",
+            0.8,
+            title="Cheetah",
+        ),
+    ]
+
+    quotes = pick_quotes("How fast can a cheetah run?", passages)
+
+    assert "112 km/h" in quotes[0].text
+
+
+def test_a_name_can_open_a_sentence() -> None:
+    passages = [
+        QuotedPassage(
+            1,
+            "The squad kept its best players, including captain Jamie Ruddock. Delphine "
+            "Wakeham, who won two titles, took over as head coach in the summer.",
+            1.0,
+            title="Harrowgate Herons season preview",
+        )
+    ]
+
+    quotes = pick_quotes("Who coaches the Harrowgate Herons?", passages)
+
+    assert quotes[0].text.startswith("Delphine Wakeham")
+    # A capitalised word before the question's own name is no name ("Join Trellis ...").
+    careers = [
+        QuotedPassage(1, "Join Trellis Robotics and build robots for farms.", 1.0),
+        QuotedPassage(2, "Trellis Robotics has its headquarters in Norrhaven.", 1.0),
+    ]
+    assert "Norrhaven" in pick_quotes("Where is Trellis Robotics based?", careers)[0].text
+
+
 def test_no_quote_without_a_question_term_and_long_sentences_are_cut() -> None:
     assert pick_quotes("How deep is the lake?", [QuotedPassage(1, "Cats sleep a lot.", 1.0)]) == []
     long = "Filler words go here " * 30 + "and the lake is 214 metres deep " + "more text " * 40
@@ -145,6 +219,22 @@ def test_the_lead_cites_the_best_sentence() -> None:
     assert lead_text(best) == "The lake is 214 metres deep [2]."
     assert lead_text(Quote(source_index=1, text="Weak.", score=0.1)) == ""
     assert lead_text(None) == ""
+
+
+def test_a_close_runner_up_from_another_source_is_quoted_too() -> None:
+    best = Quote(source_index=1, text="Apollo 13 launched on April 11, 1970.", score=2.5)
+    close = Quote(source_index=2, text="Eagle touched down on July 20, 1969.", score=2.25)
+    assert lead_text(best, close) == (
+        "Apollo 13 launched on April 11, 1970 [1]. Eagle touched down on July 20, 1969 [2]."
+    )
+    # Not when it scores well below the best, comes from the same source, or is too long.
+    far = Quote(source_index=2, text=close.text, score=1.5)
+    assert lead_text(best, far) == "Apollo 13 launched on April 11, 1970 [1]."
+    same = Quote(source_index=1, text=close.text, score=2.4)
+    assert lead_text(best, same) == "Apollo 13 launched on April 11, 1970 [1]."
+    long = Quote(source_index=2, text="Eagle " + "touched " * (LEAD_MAX_CHARS // 8), score=2.4)
+    assert lead_text(best, long) == "Apollo 13 launched on April 11, 1970 [1]."
+    assert lead_text(None, close) == ""
 
 
 def test_the_lead_setting(tmp_path: Path) -> None:

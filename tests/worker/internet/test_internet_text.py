@@ -93,6 +93,11 @@ def test_extract_drops_the_byline_that_would_pass_for_an_answer() -> None:
         "Sign up for our free newsletter.",
         "★★★★☆ 4.6 out of 5",
         "(1,284 reviews)",
+        "Prices include VAT. © 2024 Explore More Ltd.",
+        "© 2024 The Daily Explainer. All rights reserved.",
+        "Site design / logo © 2024. User contributions licensed under CC BY-SA.",
+        "Free shipping on orders over $50",
+        "Free returns within 30 days.",
     ],
 )
 def test_furniture_lines(line: str) -> None:
@@ -107,6 +112,8 @@ def test_furniture_lines(line: str) -> None:
         "14 June 1784 is the day the treaty was signed.",
         "The bridge was opened on 3 March 1911 by Queen Anne.",
         "The newsletter of the society first appeared in 1887 and ran for forty years.",
+        "The price includes VAT of 20 percent, which was introduced in 1973.",
+        "Free entry for children under five.",
     ],
 )
 def test_content_is_not_furniture(line: str) -> None:
@@ -126,6 +133,22 @@ def test_meta_glued_to_the_first_sentence_is_cut_off() -> None:
     ]
     assert drop_furniture(lines, title="Mayors of the valley") == [
         "Ashford's mayor Colin Dray met the council."
+    ]
+
+
+def test_a_footer_s_link_row_at_the_end_of_a_page_goes() -> None:
+    # A shop page's extracted text ends with its footer: links, then legal small print.
+    lines = [
+        "The dam is 90 metres high.",
+        "About Careers Press",
+        "Prices include VAT. © 2024 Explore More Ltd.",
+    ]
+    assert drop_furniture(lines) == ["The dam is 90 metres high."]
+    # A table row or a sentence that ends a page stays.
+    assert drop_furniture(["Specs", "| Weight | 21.5 kg |"]) == ["Specs", "| Weight | 21.5 kg |"]
+    assert drop_furniture(["Tours run daily.", "Thanks so much, see you there"]) == [
+        "Tours run daily.",
+        "Thanks so much, see you there",
     ]
 
 
@@ -191,6 +214,11 @@ def test_stemming_and_tokens() -> None:
         ("When did the Berlin Wall fall?", "date"),
         ("In which year was the Eiffel Tower built?", "date"),
         ("Who discovered penicillin?", None),
+        # The measured attribute after a word or two of its own ("top speed").
+        ("What's the top speed of the Halvard Express?", "number"),
+        ("What is the surface area of Lake Imbry?", "number"),
+        ("What is the wingspan of the azure hollow-hawk?", "number"),
+        ("What is the national flower of Auradia?", None),
     ],
 )
 def test_question_shapes(question: str, expects: str | None) -> None:
@@ -205,6 +233,7 @@ def test_attribute_words_expand_the_question() -> None:
     assert set(tokenize("The summit rises")) & set(analyse_question("How high?").related)
     assert "fastest" in analyse_question("How fast can a cheetah run?").related
     assert "sale" in analyse_question("When was the first iPhone released?").related
+    assert "resident" in analyse_question("How many people live in Yarrowby?").related
 
 
 def candidates(*texts: str, source: str = "https://a.example/") -> list[Candidate]:

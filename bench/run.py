@@ -349,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     parts: dict[str, Any] = dict(previous.get("parts", {}))
+    measured_at = commit()  # before any part runs: some parts write tracked result files
     for name in chosen:
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
         started = dt.datetime.now(dt.UTC)
@@ -366,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "machine": machine(),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "commit": commit(),
+        "commit": measured_at,
         # A part run alone keeps the note on the other parts' run unless given a new one.
         "note": args.note or (previous.get("note", "") if args.only else ""),
         "figures": judged(parts),

@@ -65,11 +65,18 @@ class EngineAlone:
             raise SystemExit("bench: the engine-alone process died")
         return dict(json.loads(line))
 
-    def ask(self, text: str) -> dict[str, Any]:
+    def send(self, text: str) -> None:
+        """Ask without waiting for the answer (``receive`` reads it)."""
         assert self.process.stdin is not None
         self.process.stdin.write(text + "\n")
         self.process.stdin.flush()
+
+    def receive(self) -> dict[str, Any]:
         return self._read()
+
+    def ask(self, text: str) -> dict[str, Any]:
+        self.send(text)
+        return self.receive()
 
     def close(self) -> None:
         if self.process.stdin:

@@ -86,7 +86,9 @@ def engine_ceiling(env: dict[str, str], counts: tuple[int, ...], *, rounds: int)
                 process.ask("Say hello.")  # warm: the first answer loads pages of the model
             for _ in range(rounds):
                 started = time.perf_counter()
-                answers = _ask_all(processes, LONG_QUESTION)
+                for process in processes:
+                    process.send(LONG_QUESTION)
+                answers = [process.receive() for process in processes]
                 samples.append(sum(a["tokens"] for a in answers) / (time.perf_counter() - started))
         finally:
             for process in processes:
@@ -97,11 +99,3 @@ def engine_ceiling(env: dict[str, str], counts: tuple[int, ...], *, rounds: int)
         "tokens_per_s": rates,
         "vs_one": {k: round(v / one, 3) for k, v in rates.items()} if one else {},
     }
-
-
-def _ask_all(processes: list[EngineAlone], text: str) -> list[dict[str, Any]]:
-    for process in processes:
-        assert process.process.stdin is not None
-        process.process.stdin.write(text + "\n")
-        process.process.stdin.flush()
-    return [process._read() for process in processes]

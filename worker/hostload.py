@@ -42,7 +42,7 @@ class HostLoad:
         proc: Path = Path("/proc"),
         clock: float | None = None,
     ) -> None:
-        self.cpus = cpus if cpus is not None else _affinity()
+        self.cpus = cpus if cpus is not None else affinity()
         self.proc = proc
         self.ticks_per_s = clock or float(os.sysconf("SC_CLK_TCK"))
         self.busy_elsewhere = 0.0
@@ -111,11 +111,17 @@ class HostLoad:
             return None
 
 
-def _affinity() -> set[int]:
+def affinity() -> set[int]:
+    """The CPUs this process may run on (its affinity mask, not the host's count)."""
     try:
         return set(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return set(range(os.cpu_count() or 1))
+
+
+def available_cpus() -> int:
+    """How many CPUs this process may run on."""
+    return len(affinity())
 
 
 def cores_taken(busy_elsewhere: float) -> int:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import socket
 import threading
 import time
@@ -30,7 +29,7 @@ from collections.abc import Callable, Iterator
 
 import redis
 
-from worker.hostload import HostLoad, cores_taken
+from worker.hostload import HostLoad, available_cpus, cores_taken
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +37,6 @@ RUNNING_KEY = "chatbot:threads:{host}"
 CHANGED_CHANNEL = "chatbot:threads:{host}:changed"
 REFRESH_S = 0.25
 STALE_S = 3.0
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (the affinity mask, not the host's core count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def share(*, cores: int, running: list[str], worker_id: str) -> int:

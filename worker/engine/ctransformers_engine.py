@@ -8,7 +8,6 @@ its generator, so closing our generator stops the computation at once.
 from __future__ import annotations
 
 import logging
-import os
 import time
 import weakref
 from collections.abc import Callable, Generator, Mapping, Sequence
@@ -29,6 +28,7 @@ from worker.engine.base import (
 from worker.engine.ctransformers_gguf import ensure_prepared
 from worker.engine.template import ChatTemplate
 from worker.engine.tokenizer import TextTokenizer, build_tokenizer
+from worker.hostload import available_cpus
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +47,6 @@ END_OF_TURN_TOKENS = (
 # ctransformers evaluates a prompt in batches of this many tokens; its default of 8 is
 # measurably slower on long prompts (1,000 tokens: 9.3 s at 8, 8.2 s at 128 on 2 cores).
 PROMPT_BATCH_SIZE = 128
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (the affinity mask, not the host's core count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 class CTransformersEngine:

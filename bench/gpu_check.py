@@ -36,6 +36,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 PROMPT = "Write a long, detailed story about a lighthouse keeper and the sea."
+#: A long prompt, as an internet answer's evidence makes one: its first token is timed.
+LONG_PROMPT_TOKENS = 1500
+EVIDENCE = (
+    "The lighthouse at Skerry Point was built in 1871 of granite quarried on the island. "
+    "Its lamp burned paraffin until 1934, when an electric light replaced it. "
+)
 #: llama.cpp start-up lines that show layers went to a GPU.
 GPU_LOG_MARKERS = ("offloaded", "cuBLAS", "CUDA", "VRAM", "ggml_init_cublas")
 #: GPU memory growth that means the model went to the GPU (the CUDA context alone is more).
@@ -136,6 +142,7 @@ def measure(*, gpu_layers: int, tokens: int, threads: int, probe_gpu: bool) -> d
         ended = time.perf_counter()
         completion = stream.completion_tokens
     decode_s = ended - first if first is not None else 0.0
+    long_ttft = _first_token_s(engine, settings, LONG_PROMPT_TOKENS)
     return {
         "gpu_layers": gpu_layers,
         "threads": threads,
@@ -146,10 +153,56 @@ def measure(*, gpu_layers: int, tokens: int, threads: int, probe_gpu: bool) -> d
         "tokens_per_s": round((completion - 1) / decode_s, 1)
         if completion > 1 and decode_s
         else None,
+        "long_prompt_tokens": long_ttft[0],
+        "long_prompt_ttft_s": round(long_ttft[1], 4),
         "gpu_memory_mib": held,
         "device_memory_mib": device_memory,
         "text": "".join(pieces)[:80],
     }
+
+
+def _first_token_s(engine: Any, settings: Any, tokens: int) -> tuple[int, float]:
+    """Seconds to the first token of a prompt of about ``tokens`` tokens (and its length)."""
+    from worker.engine import ChatMessage, SamplingParams
+
+    unit = len(engine.tokenize(EVIDENCE))
+    text = EVIDENCE * max(1, tokens // unit) + "When was the lighthouse built?"
+    prompt = engine.render_prompt([ChatMessage("user", text)])
+    params = SamplingParams.from_settings(settings, temperature=0.0, max_new_tokens=1)
+    began = time.perf_counter()
+    with engine.stream(prompt, params) as stream:
+        next(iter(stream), None)
+        return len(prompt), time.perf_counter() - began
+
+
+def gpu_description() -> dict[str, str]:
+    """The first GPU's name, driver and memory per ``nvidia-smi`` (empty without one)."""
+    try:
+        out = subprocess.run(
+            [
+                "nvidia-smi",
+                "--query-gpu=name,driver_version,memory.total",
+                "--format=csv,noheader",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    fields = [field.strip() for field in out.splitlines()[0].split(",")] if out else []
+    return dict(zip(("name", "driver", "memory"), fields, strict=False))
+
+
+def ctransformers_library(gpu: bool) -> str | None:
+    """The ctransformers library a load with (``gpu``) or without GPU layers would use."""
+    try:
+        from ctransformers.lib import find_library
+
+        return str(find_library(gpu=gpu))
+    except (ImportError, OSError):
+        return None
 
 
 def run_child(args: argparse.Namespace, gpu_layers: int, *, probe_gpu: bool) -> dict[str, Any]:
@@ -225,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per run")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--out", type=Path, help="also write the JSON report to this file")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--probe-gpu", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -248,7 +302,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpu_check: cannot resolve the model: {exc}", file=sys.stderr)
         return 2
     gpus = nvidia_gpus()
-    report: dict[str, Any] = {"model": model, "gpus": gpus, "cuda_wheels": cuda_wheels_installed()}
+    report: dict[str, Any] = {
+        "model": model,
+        "gpus": gpus,
+        "card": gpu_description() if gpus else {},
+        "cpu_count": os.cpu_count(),
+        "cuda_wheels": cuda_wheels_installed(),
+        "library": {"cpu": ctransformers_library(False), "gpu": ctransformers_library(True)},
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     report["cpu"] = run_child(args, 0, probe_gpu=False)
     gpu_used = False
     if not gpus:
@@ -269,6 +331,11 @@ def main(argv: list[str] | None = None) -> int:
         cpu_rate, gpu_rate = report["cpu"].get("tokens_per_s"), gpu.get("tokens_per_s")
         if cpu_rate and gpu_rate:
             report["speedup"] = round(gpu_rate / cpu_rate, 2)
+        cpu_long, gpu_long = report["cpu"].get("long_prompt_ttft_s"), gpu.get("long_prompt_ttft_s")
+        if cpu_long and gpu_long:
+            report["long_prompt_speedup"] = round(cpu_long / gpu_long, 2)
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -281,7 +348,9 @@ def _line(run: dict[str, Any]) -> str:
         return f"failed: {run['error']}"
     return (
         f"{run.get('tokens_per_s')} tokens/s ({run.get('completion_tokens')} tokens, "
-        f"first token {run.get('ttft_s')} s, load {run.get('load_s')} s)"
+        f"first token {run.get('ttft_s')} s, load {run.get('load_s')} s; "
+        f"first token of a {run.get('long_prompt_tokens')}-token prompt "
+        f"{run.get('long_prompt_ttft_s')} s)"
     )
 
 
@@ -295,12 +364,18 @@ def print_report(report: dict[str, Any], *, gpu_layers: int) -> None:
         )
         return
     print(f"GPUs: {'; '.join(report['gpus'])}")
+    card = report.get("card") or {}
+    if card:
+        print(f"  card: {card.get('name')}, driver {card.get('driver')}, {card.get('memory')}")
+    print(f"  library: {(report.get('library') or {}).get('gpu')}")
     if not report["cuda_wheels"]:
         print("  ctransformers' CUDA wheels are missing: pip install 'ctransformers[cuda]'")
     gpu = report["gpu"]
     print(f"GPU (GPU_LAYERS={gpu_layers}): {_line(gpu)}")
     if "speedup" in report:
         print(f"speed-up: {report['speedup']}x")
+    if "long_prompt_speedup" in report:
+        print(f"long prompt's first token: {report['long_prompt_speedup']}x sooner")
     evidence = []
     if gpu.get("gpu_memory_mib"):
         evidence.append(f"the run held {gpu['gpu_memory_mib']} MiB of GPU memory")

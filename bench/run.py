@@ -11,7 +11,8 @@ when another part is rerun):
 - ``internet``: internet answers' time to first token, from ``bench/internet_ttft.py``
   (its ``run()`` returns ``{"ttft_ms_p50": ..., ...}``); "not measured" while absent;
 - ``fanout``: many clients on one answer, one web process;
-- ``gpu``: ``bench/gpu_check.py`` needs a GPU machine; recorded as not run here;
+- ``gpu``: ``bench/gpu_check.py`` when this machine has a GPU; else the reports it wrote on
+  a GPU machine (``--gpu-report FILE``, repeated per ``--threads``); else "not run";
 - ``retrieval``: ``bench/retrieval`` (recall@1/@3 of the answer passage and, unless
   ``--quick``, fact-in-answer with the default model) on its dev and holdout questions.
 
@@ -108,8 +109,71 @@ def part_fanout(quick: bool) -> dict[str, Any]:
     return fanout_part.run(clients=100 if quick else 300)
 
 
+#: ``bench/gpu_check.py --out`` reports made on a GPU machine (``--gpu-report``), if any.
+GPU_REPORTS: list[Path] = []
+
+
 def part_gpu(quick: bool) -> dict[str, Any]:
-    return {"status": NO_GPU}
+    """``bench/gpu_check.py`` here when this machine has a GPU; else the reports it wrote on
+    one (``--gpu-report``, one per ``--threads``); else not run."""
+    from bench import gpu_check
+
+    reports = [json.loads(path.read_text()) for path in GPU_REPORTS]
+    if gpu_check.nvidia_gpus():
+        out = RESULTS.parent / "gpu_check.json"
+        subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--out", str(out)],
+            cwd=ROOT,
+            check=False,
+        )
+        reports = [json.loads(out.read_text())] if out.exists() else []
+    if not reports:
+        return {"status": NO_GPU}
+    return gpu_summary(reports)
+
+
+def gpu_summary(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """CPU and GPU runs per threads setting, and the best of each, from gpu_check reports."""
+    runs = []
+    for report in reports:
+        cpu, gpu = report.get("cpu", {}), report.get("gpu", {})
+        runs.append(
+            {
+                "threads": cpu.get("threads") or report.get("cpu_count"),  # 0: every core
+                "cpu_tokens_per_s": cpu.get("tokens_per_s"),
+                "gpu_tokens_per_s": gpu.get("tokens_per_s"),
+                "cpu_long_prompt_ttft_s": cpu.get("long_prompt_ttft_s"),
+                "gpu_long_prompt_ttft_s": gpu.get("long_prompt_ttft_s"),
+                "gpu_used": report.get("gpu_used"),
+                "gpu_memory_mib": gpu.get("gpu_memory_mib"),
+            }
+        )
+    card = reports[0].get("card") or {}
+    used = all(run["gpu_used"] for run in runs)
+    best_cpu = max(runs, key=lambda run: run["cpu_tokens_per_s"] or 0)
+    best_gpu = max(runs, key=lambda run: run["gpu_tokens_per_s"] or 0)
+    long_prompt = reports[0].get("gpu", {}).get("long_prompt_tokens")
+    return {
+        "status": f"measured on {card.get('name', 'a GPU')}"
+        + ("" if used else ": the GPU was NOT used"),
+        "card": card,
+        "cpu_count": reports[0].get("cpu_count"),
+        "model": reports[0].get("model"),
+        "library": reports[0].get("library"),
+        "gpu_measured_at": reports[0].get("measured_at"),
+        "long_prompt_tokens": long_prompt,
+        "runs": runs,
+        "best_cpu": best_cpu,
+        "best_gpu": best_gpu,
+        "gpu_vs_cpu_decode": _ratio(best_gpu["gpu_tokens_per_s"], best_cpu["cpu_tokens_per_s"]),
+        "gpu_vs_cpu_long_prompt_ttft": _ratio(
+            best_cpu["cpu_long_prompt_ttft_s"], best_gpu["gpu_long_prompt_ttft_s"]
+        ),
+    }
+
+
+def _ratio(numerator: Any, denominator: Any) -> float | None:
+    return round(numerator / denominator, 2) if numerator and denominator else None
 
 
 def part_retrieval(quick: bool) -> dict[str, Any]:
@@ -233,6 +297,7 @@ def figures(parts: dict[str, Any]) -> list[dict[str, Any]]:
         ),
     ]
     f = parts.get("fanout", {})
+    g = parts.get("gpu", {})
     out += [
         _figure(
             f"fan-out: {f.get('clients', '?')} streams on one web process, identical text",
@@ -245,7 +310,29 @@ def figures(parts: dict[str, Any]) -> list[dict[str, Any]]:
         ),
         _figure("fan-out: SSE events/s", f.get("sse_events_per_s"), "", None),
         _figure("fan-out: web RSS", f.get("web_rss_mb"), "", None, "MB"),
-        _figure("GPU check", parts.get("gpu", {}).get("status", NO_GPU), "", None),
+        _figure("GPU check", g.get("status", NO_GPU), "", None),
+        _figure(
+            "GPU: decode, every layer on the GPU",
+            _get(g, "best_gpu", "gpu_tokens_per_s"),
+            "",
+            None,
+            "tok/s",
+        ),
+        _figure(
+            "GPU: same host's CPU decode",
+            _get(g, "best_cpu", "cpu_tokens_per_s"),
+            "",
+            None,
+            "tok/s",
+        ),
+        _figure("GPU: vs CPU, decode", g.get("gpu_vs_cpu_decode"), "", None, "x"),
+        _figure(
+            "GPU: vs CPU, first token of a long prompt",
+            g.get("gpu_vs_cpu_long_prompt_ttft"),
+            "",
+            None,
+            "x",
+        ),
     ]
     return out + _retrieval_figures(parts.get("retrieval", {}))
 
@@ -342,7 +429,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help=f"comma-separated parts of: {', '.join(PARTS)}")
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
     parser.add_argument("--note", default="", help="a note kept in the results")
+    parser.add_argument(
+        "--gpu-report",
+        action="append",
+        type=Path,
+        default=[],
+        help="a bench/gpu_check.py --out report made on a GPU machine (the gpu part records "
+        "it; repeat for several --threads)",
+    )
     args = parser.parse_args(argv)
+    GPU_REPORTS[:] = args.gpu_report
     chosen = [p.strip() for p in args.only.split(",")] if args.only else list(PARTS)
     unknown = set(chosen) - set(PARTS)
     if unknown:

@@ -21,7 +21,7 @@ from shared.generations.lifecycle import Lifecycle
 from shared.redisconn import sync_client
 from shared.settings import Settings, get_settings
 from worker.engine import Engine, load_engine
-from worker.threads import ThreadsBudget
+from worker.threads import ThreadsBudget, fixed_threads
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,9 @@ def load(settings: Settings | None = None) -> Runtime:
             lifecycle=Lifecycle(settings=settings, sessions=sessions, redis=client),
             worker_id=wid,
             stop=threading.Event(),
-            threads=ThreadsBudget(client, worker_id=wid, override=settings.threads),
+            threads=ThreadsBudget(
+                client, worker_id=wid, override=fixed_threads(settings.threads, engine)
+            ),
         )
         threading.Thread(target=_beat, args=(runtime,), name="heartbeat", daemon=True).start()
         log.info("model loaded", extra={"model": engine.model_name, "worker": runtime.worker_id})

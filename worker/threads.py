@@ -15,7 +15,8 @@ and drops out of the count after ``STALE_S``. Cores that other processes keep bu
 workers: a build, another service; ``worker.hostload``) are left to them too, since
 spinning threads on a busy core are slower than fewer threads.
 
-``THREADS=N`` overrides all of this with a fixed count.
+``THREADS=N`` overrides all of this with a fixed count; so does a GPU that runs every layer
+(one thread: the CPU only feeds it, and more threads only spin).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from collections.abc import Callable, Iterator
 
 import redis
 
+from worker.engine import OFFLOADED_THREADS, Engine
 from worker.hostload import HostLoad, available_cpus, cores_taken
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,12 @@ def share(*, cores: int, running: list[str], worker_id: str) -> int:
     members = sorted(set(running) | {worker_id})
     base, extra = divmod(max(cores, 1), len(members))
     return max(1, base + (1 if members.index(worker_id) < extra else 0))
+
+
+def fixed_threads(setting: int, engine: Engine) -> int:
+    """The threads every generation uses whatever the host does (0: the host's budget):
+    ``THREADS``, else one when a GPU runs every layer of ``engine``'s model."""
+    return setting or (OFFLOADED_THREADS if engine.offloaded else 0)
 
 
 def running_key(host: str) -> str:

@@ -86,12 +86,52 @@ def test_a_part_runs_alone_and_keeps_the_others(
     results.write_text('{"note": "quiet run", "parts": {"burst": {"done": 7, "chats": 200}}}')
     monkeypatch.setattr(run, "RESULTS", results)
     monkeypatch.setattr(readme, "README", page)
+    monkeypatch.setattr("bench.gpu_check.nvidia_gpus", lambda: [])  # as on CI: no GPU
     assert main(["--only", "gpu"]) == 0
     report = json.loads(results.read_text())
     assert report["parts"]["burst"]["done"] == 7  # kept
     assert report["note"] == "quiet run"  # kept too
     assert report["parts"]["gpu"]["status"] == NO_GPU
     assert "burst: 200 chats, 1 worker: done | 7 |" in page.read_text()
+
+
+def _gpu_report(threads: int, cpu: float, gpu: float, used: bool = True) -> dict[str, object]:
+    return {
+        "model": "smollm2",
+        "card": {"name": "NVIDIA H200", "driver": "580", "memory": "143771 MiB"},
+        "cpu_count": 16,
+        "gpu_used": used,
+        "cpu": {"threads": threads, "tokens_per_s": cpu, "long_prompt_ttft_s": 3.0},
+        "gpu": {"tokens_per_s": gpu, "long_prompt_ttft_s": 0.2, "long_prompt_tokens": 1464},
+    }
+
+
+def test_gpu_reports_made_elsewhere_are_recorded_with_the_card(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    results = tmp_path / "latest.json"
+    page = tmp_path / "README.md"
+    page.write_text(f"{readme.START}\n{readme.END}\n")
+    monkeypatch.setattr(run, "RESULTS", results)
+    monkeypatch.setattr(readme, "README", page)
+    monkeypatch.setattr("bench.gpu_check.nvidia_gpus", lambda: [])  # this machine: none
+    paths = []
+    for threads, cpu, gpu in [(16, 142.0, 102.0), (1, 44.0, 168.0)]:
+        paths.append(tmp_path / f"gpu_t{threads}.json")
+        paths[-1].write_text(json.dumps(_gpu_report(threads, cpu, gpu)))
+    assert (
+        main(["--only", "gpu", "--gpu-report", str(paths[0]), "--gpu-report", str(paths[1])]) == 0
+    )
+    gpu = json.loads(results.read_text())["parts"]["gpu"]
+    assert gpu["status"] == "measured on NVIDIA H200"
+    assert gpu["best_gpu"]["threads"] == 1 and gpu["best_cpu"]["threads"] == 16
+    assert gpu["gpu_vs_cpu_decode"] == round(168 / 142, 2)
+    assert gpu["gpu_vs_cpu_long_prompt_ttft"] == 15.0
+    report = by_name({"gpu": gpu})
+    assert report["GPU: decode, every layer on the GPU"]["value"] == 168.0
+    assert report["GPU: same host's CPU decode"]["value"] == 142.0
+    unused = run.gpu_summary([_gpu_report(1, 44.0, 40.0, used=False)])
+    assert unused["status"] == "measured on NVIDIA H200: the GPU was NOT used"
 
 
 def test_smoke_runs_are_not_judged() -> None:

@@ -23,7 +23,7 @@ from worker.engine import (
     register_engine,
 )
 from worker.engine.base import StopStringFilter
-from worker.engine.ctransformers_engine import CTransformersEngine
+from worker.engine.ctransformers_engine import CTransformersEngine, every_layer_offloaded
 from worker.engine.template import CHATML_TEMPLATE, ChatTemplate
 
 GREEDY = SamplingParams(temperature=0.0, max_new_tokens=48, repetition_penalty=1.0, seed=0)
@@ -296,6 +296,16 @@ def test_load_engine_refuses_an_unknown_engine_naming_the_registered_ones(
     expected = r"unknown engine 'vllm'.*registered engines: ctransformers"
     with pytest.raises(EngineError, match=expected):
         load_engine(model_settings.model_copy(update={"engine": "vllm"}))
+
+
+def test_every_layer_offloaded_needs_a_gpu_layer_per_block(engine: CTransformersEngine) -> None:
+    metadata = {"llama.block_count": 30}
+    assert not every_layer_offloaded(metadata, "llama", 0)
+    assert not every_layer_offloaded(metadata, "llama", 29)
+    assert every_layer_offloaded(metadata, "llama", 30)
+    assert every_layer_offloaded(metadata, "llama", 100)
+    assert not every_layer_offloaded({}, "llama", 100)  # unknown: not assumed
+    assert not engine.offloaded  # the tests' engine runs on the CPU (GPU_LAYERS=0)
 
 
 def test_the_engine_setting_takes_any_registered_name(model_settings: Settings) -> None:

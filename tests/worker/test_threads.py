@@ -6,13 +6,15 @@ import os
 import time
 import uuid
 from collections.abc import Callable
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 import redis
 
 from shared.settings import Settings
-from worker.engine import ChatMessage, SamplingParams, load_engine
-from worker.threads import STALE_S, ThreadsBudget, share
+from worker.engine import OFFLOADED_THREADS, ChatMessage, Engine, SamplingParams, load_engine
+from worker.threads import STALE_S, ThreadsBudget, fixed_threads, share
 
 
 @pytest.fixture
@@ -129,6 +131,18 @@ def test_threads_setting_overrides_the_budget(client: redis.Redis) -> None:
     with fixed.running() as threads:
         assert threads() == 3
         assert client.zcard(fixed.key) == 0  # not counted: the operator chose
+
+
+@pytest.mark.parametrize(
+    ("setting", "offloaded", "expected"),
+    [(0, False, 0), (0, True, OFFLOADED_THREADS), (3, True, 3), (3, False, 3)],
+)
+def test_a_gpu_that_runs_every_layer_fixes_the_threads_at_one(
+    setting: int, offloaded: bool, expected: int
+) -> None:
+    engine = cast(Engine, SimpleNamespace(offloaded=offloaded))
+    assert fixed_threads(setting, engine) == expected
+    assert OFFLOADED_THREADS == 1
 
 
 def test_an_unreachable_redis_means_all_cores_not_a_failure() -> None:

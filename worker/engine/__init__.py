@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from shared.settings import Settings
 from worker.engine.base import (
+    OFFLOADED_THREADS,
     ChatMessage,
     Engine,
     EngineError,
@@ -63,6 +64,7 @@ def load_engine(settings: Settings) -> Engine:
 
 __all__ = [
     "ENGINES",
+    "OFFLOADED_THREADS",
     "ChatMessage",
     "Engine",
     "EngineError",

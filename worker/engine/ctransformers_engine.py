@@ -17,6 +17,7 @@ from shared import modelstore
 from shared.modelstore import ModelFiles
 from shared.settings import Settings
 from worker.engine.base import (
+    OFFLOADED_THREADS,
     ChatMessage,
     EngineError,
     GenerationStats,
@@ -49,6 +50,12 @@ END_OF_TURN_TOKENS = (
 PROMPT_BATCH_SIZE = 128
 
 
+def every_layer_offloaded(metadata: dict[str, Any], architecture: str, gpu_layers: int) -> bool:
+    """Whether ``gpu_layers`` covers every layer of the model ``metadata`` describes."""
+    layers = metadata.get(f"{architecture}.block_count")
+    return isinstance(layers, int) and 0 < layers <= gpu_layers
+
+
 class CTransformersEngine:
     """A GGUF model loaded with ctransformers. Create it with ``load``."""
 
@@ -63,6 +70,7 @@ class CTransformersEngine:
         stop_token_ids: frozenset[int],
         bos_token_id: int | None,
         threads: int,
+        offloaded: bool = False,
     ) -> None:
         self._llm = llm
         self._tokenizer = tokenizer
@@ -72,6 +80,7 @@ class CTransformersEngine:
         self._stop_token_ids = stop_token_ids
         self._bos_token_id = bos_token_id
         self._threads = threads
+        self._offloaded = offloaded
         self._active: weakref.ref[GenerationStream] | None = None
         self.load_seconds = 0.0
 
@@ -95,7 +104,8 @@ class CTransformersEngine:
         context_length = settings.context_length
         if isinstance(trained, int) and trained > 0:
             context_length = min(context_length, trained)
-        threads = settings.threads or available_cpus()
+        offloaded = every_layer_offloaded(metadata, architecture, settings.gpu_layers)
+        threads = settings.threads or (OFFLOADED_THREADS if offloaded else available_cpus())
         try:
             llm = AutoModelForCausalLM.from_pretrained(
                 str(engine_path),
@@ -123,6 +133,7 @@ class CTransformersEngine:
             stop_token_ids=_stop_token_ids(metadata, tokenizer, llm),
             bos_token_id=_bos_to_add(metadata),
             threads=threads,
+            offloaded=offloaded,
         )
         engine.load_seconds = time.perf_counter() - started
         logger.info(
@@ -144,6 +155,11 @@ class CTransformersEngine:
     def context_length(self) -> int:
         """Prompt plus answer, in tokens."""
         return self._context_length
+
+    @property
+    def offloaded(self) -> bool:
+        """Every layer runs on a GPU (``GPU_LAYERS`` at least the model's layers)."""
+        return self._offloaded
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of ``text``; special-token text becomes the special token."""

@@ -16,6 +16,18 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from worker.internet.answer_kind import (
+    CLOCK_TIME,
+    COLOURS,
+    PRONOUNS,
+    STREET_WORDS,
+    asks_for_clock_time,
+    asks_for_colour,
+    asks_for_material,
+    asks_for_person,
+    asks_for_place,
+    material_positions,
+)
 from worker.internet.rank import QuestionShape, analyse_question, tokenize
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[]?[A-Z0-9])")
@@ -201,10 +213,20 @@ def split_sentences(text: str) -> list[str]:
 
 
 def expected_answer(question: str, shape: QuestionShape | None = None) -> str | None:
-    """``number``, ``date``, ``name`` or None: the kind of answer ``question`` asks for."""
+    """The kind of answer ``question`` asks for: ``number`` (a time of day too), ``date``,
+    ``person``, ``place``, another ``name``, ``colour``, ``material`` (what a thing is
+    made of), or None."""
     shape = shape or analyse_question(question)
     if shape.expects is not None:
         return shape.expects
+    if asks_for_person(question):
+        return "person"
+    if asks_for_colour(question):
+        return "colour"
+    if asks_for_material(question):
+        return "material"
+    if asks_for_place(question):
+        return "place"
     if _EXPECTS_NAME.match(question):
         return "name"
     return None
@@ -219,7 +241,11 @@ def pick_quotes(question: str, passages: Sequence[QuotedPassage]) -> list[Quote]
     question_words = {word.casefold() for word in _WORD.findall(question)}
     kinds = unit_kinds(question)
     top = max((passage.score for passage in passages), default=0.0) or 1.0
-    sentences = [(n, s) for n, p in enumerate(passages) for s in split_sentences(p.text)]
+    sentences = [
+        (n, s)
+        for n, p in enumerate(passages)
+        for s in _sentences(p.text, with_antecedents=expects == "person")
+    ]
     idf = _idf(shape, [set(tokenize(sentence)) for _, sentence in sentences])
     contexts = [set(tokenize(f"{p.title}\n{p.context}\n{p.text}")) for p in passages]
     titles = [set(tokenize(p.title)) for p in passages]
@@ -245,6 +271,23 @@ def pick_quotes(question: str, passages: Sequence[QuotedPassage]) -> list[Quote]
         if current is None or score > current.score:
             best_of[number] = Quote(passage.source_index, _trim(sentence, shape), score)
     return sorted(best_of.values(), key=lambda quote: -quote.score)
+
+
+def _sentences(text: str, *, with_antecedents: bool) -> list[str]:
+    """The sentences of ``text``; ``with_antecedents``, a sentence that opens with a
+    personal pronoun ("He still seems surprised ... won the Harlan Prize") comes with the
+    sentence before it, which names the person (when both fit in a quote)."""
+    sentences = split_sentences(text)
+    if not with_antecedents:
+        return sentences
+    joined = sentences[:1]
+    for previous, sentence in itertools.pairwise(sentences):
+        first = _WORD.match(sentence)
+        pair = f"{previous} {sentence}"
+        if first and first.group().casefold() in PRONOUNS and len(pair) <= MAX_QUOTE_CHARS:
+            sentence = pair
+        joined.append(sentence)
+    return joined
 
 
 def _subject_terms(shape: QuestionShape, passages: Sequence[QuotedPassage]) -> set[str]:
@@ -318,7 +361,10 @@ def _sentence_score(
 
 def _answer_positions(sentence: str, expects: str, question_words: set[str]) -> list[int]:
     """Word positions in ``sentence`` that could be the answer, of the kind expected."""
-    words = _WORD.findall(sentence)
+    matches = list(_WORD.finditer(sentence))
+    words = [match.group() for match in matches]
+    if expects == "material":
+        return material_positions(sentence, [match.start() for match in matches])
     positions: list[int] = []
     for index, word in enumerate(words):
         lower = word.casefold()
@@ -333,6 +379,11 @@ def _answer_positions(sentence: str, expects: str, question_words: set[str]) -> 
         elif expects == "date":
             if _YEAR.match(lower) or lower in _MONTHS:
                 positions.append(index)
+        elif expects == "colour":
+            if lower in COLOURS:
+                positions.append(index)
+        elif expects == "person" and _in_street_name(words, index):
+            continue
         elif (
             word[:1].isupper()
             and (index > 0 or _starts_a_name(words, question_words))
@@ -342,6 +393,14 @@ def _answer_positions(sentence: str, expects: str, question_words: set[str]) -> 
         ):
             positions.append(index)
     return positions
+
+
+def _in_street_name(words: list[str], index: int) -> bool:
+    """Whether ``words[index]`` is part of a street's name ("Mill Lane"): no person."""
+    following = words[index + 1] if index + 1 < len(words) else ""
+    return words[index].casefold() in STREET_WORDS or (
+        following[:1].isupper() and following.casefold() in STREET_WORDS
+    )
 
 
 def _starts_a_name(words: list[str], question_words: set[str]) -> bool:
@@ -425,7 +484,7 @@ def unit_kinds(question: str) -> frozenset[str]:
     """The kinds of unit an answer to ``question`` is measured in (``length``, ``time``,
     ``money`` ...); empty when the question names no measured attribute."""
     words = {word.casefold() for word in _WORD.findall(question)}
-    kinds: set[str] = set()
+    kinds: set[str] = {"clock"} if asks_for_clock_time(question) else set()
     for triggers, found in _ATTRIBUTE_KINDS:
         if triggers & words:
             kinds |= found
@@ -436,6 +495,8 @@ def _measure_kinds(sentence: str) -> set[str]:
     kinds = {kind for kind, pattern in _KIND_OF.items() if pattern.search(sentence)}
     if _MONEY_SYMBOL.search(sentence):
         kinds.add("money")
+    if CLOCK_TIME.search(sentence):
+        kinds.add("clock")
     if "area" in kinds:
         kinds.discard("length")
     return kinds
@@ -450,9 +511,15 @@ def _answer_strength(
         if _FULL_DATE.search(sentence):
             return 1.0 + FULL_ANSWER_BONUS
         return 1.0 + FULL_ANSWER_BONUS / 2 if _MONTH_YEAR.search(sentence) else 1.0
-    if expects == "name":
+    if expects in ("person", "name"):
         paired = any(b - a == 1 for a, b in itertools.pairwise(answers))
         return 1.0 + FULL_ANSWER_BONUS if paired else 1.0
+    if expects == "material":
+        # "mostly smoked eel", "made from rye": the sentence says outright what the thing
+        # is made of, as a number in the asked unit says outright how much.
+        return 1.0 + FULL_ANSWER_BONUS * MATCHING_UNIT_BONUS
+    if expects != "number":
+        return 1.0  # a place's name is one word as often as two; a colour
     if kinds:
         if _measure_kinds(sentence) & kinds:
             return 1.0 + FULL_ANSWER_BONUS * MATCHING_UNIT_BONUS

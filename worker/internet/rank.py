@@ -45,17 +45,22 @@ _ATTRIBUTE_WORDS: tuple[tuple[frozenset[str], tuple[str, ...]], ...] = (
         ("population", "inhabitants", "residents", "people"),
     ),
     (frozenset({"released", "release", "launched"}), ("release", "launch", "sale")),
+    (
+        frozenset({"ingredient", "ingredients", "material", "materials"}),
+        ("ingredient", "made", "mostly", "mainly", "recipe"),
+    ),
 )
 _EXPECTS_DATE = re.compile(
     r"^\s*(when|since when|(in |on )?(what|which) (year|date|day|month|century))\b", re.I
 )
 _EXPECTS_NUMBER = re.compile(
     r"^\s*(how (many|much|tall|high|far|long|deep|big|large|old|hot|cold|warm|fast|heavy|wide"
-    r"|often)|at what (temperature|age|speed|height|depth)"
+    r"|often)|at what (temperature|age|speed|height|depth)|(at |by |until )?what time"
     r"|what(\s+is|\s+was|\s+are|'s)? (the )?([a-z-]+ ){0,2}?(population|height"
     r"|length|distance|depth|area|size|temperature|speed|weight|mass|number|price|cost|age"
     r"|melting point|boiling point|freezing point|half-life|atomic number|diameter|radius"
-    r"|elevation|capacity|lifespan|duration|volume|wingspan|width|range))\b",
+    r"|elevation|capacity|lifespan|duration|volume|wingspan|width|range|share|percentage"
+    r"|proportion|fraction))\b",
     re.I,
 )
 _NUMBER_WORDS = (

@@ -9,6 +9,7 @@ import pytest
 from shared.settings import Settings
 from worker.internet.lead import (
     LEAD_MAX_CHARS,
+    MIN_LEAD_SCORE,
     estimate_parameters,
     lead_enabled,
     lead_text,
@@ -39,9 +40,17 @@ def test_sentences_are_split_at_their_ends_and_table_rows_are_one() -> None:
         ("How many floors does the tower have?", "number"),
         ("When did the railway open?", "date"),
         ("In which month is the festival held?", "date"),
-        ("Who invented the quillon engine?", "name"),
+        ("Who invented the quillon engine?", "person"),
         ("What is the capital of Kelbrin?", "name"),
+        ("In which town was the treaty signed?", "place"),
         ("Which architect designed the Vantry Concert Hall?", "name"),
+        ("What share of Lundria's electricity comes from wind?", "number"),
+        ("What percentage of adults smoke?", "number"),
+        ("What time does the market open on Saturdays?", "number"),
+        ("What colour is the male ember finch?", "colour"),
+        ("Which colour are the trams?", "colour"),
+        ("What is the main ingredient of skellan?", "material"),
+        ("What is the bell made of?", "material"),
         ("Which of the two bridges is older?", None),
         ("What is the currency of Tarrow?", None),  # "the dellin": no capital letter
         ("Why is the sky blue?", None),
@@ -204,6 +213,108 @@ def test_a_name_can_open_a_sentence() -> None:
         QuotedPassage(2, "Trellis Robotics has its headquarters in Norrhaven.", 1.0),
     ]
     assert "Norrhaven" in pick_quotes("Where is Trellis Robotics based?", careers)[0].text
+
+
+def test_a_share_is_a_number_in_percent() -> None:
+    passages = [
+        QuotedPassage(
+            1,
+            "Lundria's wind farms had another record year. Wind turbines now make 62 percent "
+            "of the country's electricity, up from 48 percent.",
+            1.0,
+            title="Lundria wind power",
+        )
+    ]
+    quotes = pick_quotes("What share of Lundria's electricity comes from wind?", passages)
+    assert "62 percent" in quotes[0].text
+    assert unit_kinds("What percentage of Lundria's power is wind?") == {"share"}
+
+
+def test_a_time_of_day_answers_what_time() -> None:
+    passages = [
+        QuotedPassage(
+            1,
+            "There are sixty stalls at the Pellham night market, three of them open all day. "
+            "On Saturdays the stalls open at 5.30 pm, and on Fridays an hour later.",
+            1.0,
+            title="The Pellham night market",
+        )
+    ]
+    question = "What time does the Pellham night market open on Saturdays?"
+    assert unit_kinds(question) == {"clock"}
+    assert "5.30 pm" in pick_quotes(question, passages)[0].text
+
+
+def test_a_colour_word_answers_what_colour() -> None:
+    passages = [
+        QuotedPassage(
+            1,
+            "The ember finch is a small finch of the northern moors. The breeding male is "
+            "copper red on the head and breast.",
+            1.0,
+            title="Ember finch",
+        )
+    ]
+    quotes = pick_quotes("What colour is the male ember finch?", passages)
+    assert "copper red" in quotes[0].text
+    assert quotes[0].score >= MIN_LEAD_SCORE
+
+
+def test_what_a_thing_is_mostly_made_of_answers_its_main_ingredient() -> None:
+    passages = [
+        QuotedPassage(
+            1,
+            "Skellan is eaten all over Brendis. It's mostly smoked eel, mashed into potato "
+            "with butter and dill.",
+            1.0,
+            title="Skellan",
+        )
+    ]
+    quotes = pick_quotes("What is the main ingredient of skellan?", passages)
+    assert "smoked eel" in quotes[0].text
+
+
+def test_a_street_is_no_person() -> None:
+    passages = [
+        QuotedPassage(
+            1,
+            "The Quillby Pottery on Mill Lane is celebrating its 200th birthday. The "
+            "business was started in 1824 by Ambrose Fetterley, a farm labourer's son.",
+            1.0,
+            title="Quillby Pottery celebrates 200 years",
+        )
+    ]
+    assert "Ambrose Fetterley" in pick_quotes("Who founded the Quillby Pottery?", passages)[0].text
+
+
+def test_a_he_or_she_sentence_comes_with_the_sentence_that_names_the_person() -> None:
+    passages = [
+        QuotedPassage(
+            1,
+            "I met Tomasz Wirell in a cafe by the river. He still seems surprised that in "
+            "2011 his third collection won the Harlan Prize for poetry. He writes every day.",
+            1.0,
+            title="An afternoon with a prize-winning poet",
+        )
+    ]
+    quote = pick_quotes("Who won the 2011 Harlan Prize for poetry?", passages)[0]
+    assert quote.text.startswith("I met Tomasz Wirell")
+    assert "Harlan Prize" in quote.text
+
+
+def test_a_one_word_place_beats_a_two_word_name_for_where() -> None:
+    passages = [
+        QuotedPassage(
+            1,
+            "This week marks 300 years since the Treaty of Valmont ended the Salt War. "
+            "Despite its name, the treaty was not signed in Valmont: the envoys met in "
+            "Kerlingen, a market town to the east, and signed in its town hall.",
+            1.0,
+            title="300 years since the Treaty of Valmont",
+        )
+    ]
+    quotes = pick_quotes("In which town was the Treaty of Valmont signed?", passages)
+    assert "Kerlingen" in quotes[0].text
 
 
 def test_no_quote_without_a_question_term_and_long_sentences_are_cut() -> None:

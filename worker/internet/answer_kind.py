@@ -1,0 +1,142 @@
+"""Cues for kinds of answer the question word names beyond a number, a date or a name:
+a colour ("What colour is ..."), what a thing is made of ("main ingredient", "made of"),
+a time of day ("What time does ... open"); and, among names, a person ("who") or a place
+("which town"), which read a sentence's capitalised words differently.
+"""
+
+from __future__ import annotations
+
+import re
+
+_COLOUR_QUESTION = re.compile(r"\b(what|which) colou?rs?\b|\bthe colou?rs? of\b", re.I)
+COLOURS = frozenset(
+    [
+        "amber",
+        "beige",
+        "black",
+        "blue",
+        "bronze",
+        "brown",
+        "cream",
+        "copper",
+        "crimson",
+        "gold",
+        "golden",
+        "green",
+        "grey",
+        "gray",
+        "indigo",
+        "ivory",
+        "lilac",
+        "maroon",
+        "navy",
+        "ochre",
+        "olive",
+        "orange",
+        "pink",
+        "purple",
+        "red",
+        "rust",
+        "scarlet",
+        "silver",
+        "tan",
+        "teal",
+        "turquoise",
+        "violet",
+        "white",
+        "yellow",
+    ]
+)
+"""Colour words; a sentence holding one answers a colour question."""
+
+_MATERIAL_QUESTION = re.compile(
+    r"\b(ingredients?|materials?)\b"
+    r"|\b(made|built|constructed|cast|carved)\s+(\w+\s+)?(of|from|with|out of)\b"
+    r"|\b(made|built|constructed)\b.*\b(of|from)\W*$",
+    re.I,
+)
+# Where a sentence says what a thing is made of, the answer follows the cue: "made mainly
+# from rye", "It's mostly smoked eel", "The gates are of bronze".
+_MATERIAL_CUE = re.compile(
+    r"\b(?:made|built|constructed|cast|carved)"
+    r"(?:\s+(?:mainly|mostly|largely|chiefly|entirely|wholly|partly))?"
+    r"\s+(?:out of|of|from|with|in)\s"
+    r"|\b(?:mainly|mostly|largely|chiefly|entirely|wholly) (?:of |from )?"
+    r"|\bmain ingredients? (?:is|are) |\bconsists? (?:mainly |mostly )?of "
+    r"|\b(?:is|are|was|were) of ",
+    re.I,
+)
+
+_CLOCK_QUESTION = re.compile(r"^\s*(at |by |until )?what time\b", re.I)
+CLOCK_TIME = re.compile(
+    r"\b\d{1,2}(?:[.:]\d{2})?\s?(?:am|pm|a\.m\.|p\.m\.|o'clock)(?!\w)|\b\d{1,2}:\d{2}\b"
+    r"|\b(?:noon|midday|midnight)\b",
+    re.I,
+)
+"""A time of day: "5.30 pm", "10:15", "noon"."""
+
+_PERSON_QUESTION = re.compile(r"^\s*(who|whom|whose)\b", re.I)
+_PLACE_QUESTION = re.compile(
+    r"^\s*(where|(in |from |to |at )?(what|which) (city|country|town|village|place|region"
+    r"|province|state|county|island|river|lake|sea|capital))\b",
+    re.I,
+)
+STREET_WORDS = frozenset(
+    [
+        "street",
+        "road",
+        "lane",
+        "avenue",
+        "square",
+        "drive",
+        "close",
+        "row",
+        "terrace",
+        "crescent",
+        "way",
+        "place",
+        "hill",
+        "gate",
+        "walk",
+        "court",
+    ]
+)
+"""Words that end a street's name ("Mill Lane"): an address, not a person."""
+PRONOUNS = frozenset(["he", "she", "they", "his", "her", "their"])
+"""A sentence opening with one of these names its person in the sentence before."""
+
+
+def asks_for_colour(question: str) -> bool:
+    """A colour: "What colour is the male ember finch?"."""
+    return bool(_COLOUR_QUESTION.search(question))
+
+
+def asks_for_material(question: str) -> bool:
+    """What a thing is made of: "the main ingredient of", "made of", "what material"."""
+    return bool(_MATERIAL_QUESTION.search(question))
+
+
+def asks_for_clock_time(question: str) -> bool:
+    """A time of day: "What time does the market open?"."""
+    return bool(_CLOCK_QUESTION.match(question))
+
+
+def asks_for_person(question: str) -> bool:
+    """A person: "Who founded ...", whose name is no street's ("Mill Lane")."""
+    return bool(_PERSON_QUESTION.match(question))
+
+
+def asks_for_place(question: str) -> bool:
+    """A place, whose name is one word as often as two ("Kerlingen", "Port Arden")."""
+    return bool(_PLACE_QUESTION.match(question))
+
+
+def material_positions(sentence: str, word_starts: list[int]) -> list[int]:
+    """Indexes (into the words starting at ``word_starts``) of the words right after
+    each place ``sentence`` says what a thing is made of."""
+    positions: list[int] = []
+    for match in _MATERIAL_CUE.finditer(sentence):
+        after = [index for index, start in enumerate(word_starts) if start >= match.end()]
+        if after:
+            positions.append(after[0])
+    return positions

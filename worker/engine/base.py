@@ -126,7 +126,8 @@ class GenerationStream(Iterator[str]):
 
 
 #: CPU threads when every layer runs on a GPU: more only spin. Measured on an H200 with
-#: the default model (bench/gpu_check.py): 168 tok/s with 1 thread, 155 with 4, 102 with 16.
+#: 16 cores and the default model (bench/gpu_check.py): 168 tok/s with 1 thread, 155 with 4,
+#: 102 with 16; alternated three times, 256 tokens: median 180 (this default), 140 with 16.
 OFFLOADED_THREADS = 1
 
 

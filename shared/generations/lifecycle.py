@@ -50,7 +50,7 @@ from shared.generations.models import (
 )
 from shared.generations.repository import GenerationRepository
 from shared.generations.schemas import generation_info, terminal_event
-from shared.generations.service import new_generation
+from shared.generations.service import new_generation, start_facts
 from shared.generations.waiting import (
     no_worker_error,
     queue_estimate,
@@ -129,34 +129,34 @@ class Lifecycle:
         one) or ``QueueFull``."""
         facts = queue_facts(self.redis)
         with transaction(self.sessions) as session:
-            get_chat(session, chat_id=chat_id, owner=owner)
-            generations = GenerationRepository(session)
-            if (active := generations.active_for_chat(chat_id)) is not None:
-                return Started(active.id, created=False)
+            chat = start_facts(session, chat_id=chat_id, owner=owner)
+            if chat.active_id is not None:
+                return Started(chat.active_id, created=False)
             if not facts.workers_alive:
                 raise no_worker_error(self.redis)
-            if (ahead := generations.queued_count()) >= self.settings.max_queued:
+            if (ahead := chat.queued) >= self.settings.max_queued:
                 raise QueueFull(
                     f"{ahead} answers already wait for a worker (MAX_QUEUED): try again shortly",
                     retry_after_s=facts.estimate(ahead)["retry_after_s"],
                 )
-            generation = new_generation(
+            generation_id = new_generation(
                 session,
                 chat_id=chat_id,
+                question_id=chat.question_id(regenerate=regenerate),
                 kind=kind,
                 model=self.settings.model,
-                regenerate=regenerate,
                 request_id=request_id,
                 params=params,
             )
-            if generation is None:  # another request queued one a moment ago
-                active = generations.active_for_chat(chat_id)
-                assert active is not None
+            if generation_id is None:  # another request queued one a moment ago
+                active = GenerationRepository(session).active_for_chat(chat_id)
+                if active is None:  # ... and it has ended already: ask again
+                    raise Conflict(f"chat {chat_id} changed meanwhile: ask again")
                 return Started(active.id, created=False)
         # Committed: only now may a worker see the job. In one round trip: count the
         # requester as a listener before any worker can look, say where it waits, and
         # mark the job as sent.
-        gid = str(generation.id)
+        gid = str(generation_id)
         with self.redis.pipeline(transaction=False) as pipe:
             tokenbus.mark_seen_queued(pipe, [gid], grace_s=self.settings.stream_grace_s)
             tokenbus.append_queued(
@@ -166,7 +166,7 @@ class Lifecycle:
             pipe.execute()
         self._send_job(gid, request_id)
         log.info("generation queued", extra={"generation_id": gid, "kind": kind})
-        return Started(generation.id, created=True)
+        return Started(generation_id, created=True)
 
     def tell_position(self, generation_id: uuid.UUID, position: int) -> None:
         """A ``queue`` event for a generation that moved up the queue."""

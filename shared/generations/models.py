@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, Uuid, text
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    Uuid,
+    or_,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import Base, UTCDateTime, new_id, utcnow
@@ -77,3 +89,10 @@ class Generation(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     first_token_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+def status_in(statuses: Iterable[str]) -> ColumnElement[bool]:
+    """``status`` is one of ``statuses``, as one bound parameter per status: SQLAlchemy
+    renders an expanding ``IN`` anew on every execution (about 2 ms of a start's query
+    here), while this is compiled once and cached with its statement."""
+    return or_(*(Generation.status == status for status in statuses))

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from shared.generations.models import ACTIVE_STATUSES, Generation, Status
+from shared.generations.models import ACTIVE_STATUSES, Generation, Status, status_in
 
 
 class GenerationRepository:
@@ -23,9 +23,7 @@ class GenerationRepository:
         return self.session.get(Generation, generation_id)
 
     def active_for_chat(self, chat_id: uuid.UUID) -> Generation | None:
-        query = select(Generation).where(
-            Generation.chat_id == chat_id, Generation.status.in_(ACTIVE_STATUSES)
-        )
+        query = select(Generation).where(Generation.chat_id == chat_id, status_in(ACTIVE_STATUSES))
         return self.session.scalars(query).first()
 
     def add(self, generation: Generation) -> Generation:
@@ -43,9 +41,7 @@ class GenerationRepository:
     ) -> bool:
         """Set ``values`` if the status is one of ``from_`` (and, given ``attempt``, the
         generation is still on that attempt); True if this call did it."""
-        query = update(Generation).where(
-            Generation.id == generation_id, Generation.status.in_(tuple(from_))
-        )
+        query = update(Generation).where(Generation.id == generation_id, status_in(from_))
         if attempt is not None:
             query = query.where(Generation.attempts == attempt)
         result = self.session.execute(
@@ -74,11 +70,7 @@ class GenerationRepository:
 
     def active(self) -> list[Generation]:
         """Every queued or running generation, oldest first."""
-        query = (
-            select(Generation)
-            .where(Generation.status.in_(ACTIVE_STATUSES))
-            .order_by(Generation.created_at)
-        )
+        query = select(Generation).where(status_in(ACTIVE_STATUSES)).order_by(Generation.created_at)
         return list(self.session.scalars(query).all())
 
     def queued_count(self) -> int:

@@ -1,58 +1,129 @@
-"""Queries behind the life cycle's start: which question a new generation answers."""
+"""Queries behind the life cycle's start: what the chat holds now (one query), and a new
+generation for its last Human message (one statement)."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.chats.repository import ConversationRepository
-from shared.db import utcnow
+from shared.chats.models import Chat, Conversation
+from shared.chats.service import chat_not_found
+from shared.db import new_id, utcnow
 from shared.errors import Conflict
-from shared.generations.models import Generation, Status
-from shared.generations.repository import GenerationRepository
+from shared.generations.models import ACTIVE_STATUSES, Generation, Status, status_in
+
+
+@dataclass(frozen=True)
+class StartFacts:
+    """A chat as a start sees it: its active generation, the queue's length, and the
+    role of its last message and the id of its last Human one."""
+
+    chat_id: uuid.UUID
+    active_id: uuid.UUID | None
+    queued: int
+    latest_role: str | None
+    latest_human_id: uuid.UUID | None
+
+    def question_id(self, *, regenerate: bool) -> uuid.UUID:
+        """The message a new generation answers; ``Conflict`` when there is none."""
+        if self.latest_role is None:
+            raise Conflict(f"chat {self.chat_id} has no messages: post a Human message first")
+        if self.latest_role != "Human" and not regenerate:
+            raise Conflict(
+                f"the last message of chat {self.chat_id} is already answered: post a Human "
+                "message or ask again with ?regenerate=true"
+            )
+        if self.latest_human_id is None:
+            raise Conflict(f"chat {self.chat_id} has no Human message to answer")
+        return self.latest_human_id
+
+
+def _facts_query(*, owned: bool) -> Select[Any]:
+    newest = (Conversation.created_at.desc(), Conversation.id.desc())
+    of_chat = Conversation.chat_id == Chat.id
+    query = select(
+        Chat.id,
+        select(Generation.id)
+        .where(Generation.chat_id == Chat.id, status_in(ACTIVE_STATUSES))
+        .limit(1)
+        .scalar_subquery(),
+        select(func.count())
+        .select_from(Generation)
+        .where(Generation.status == Status.QUEUED)
+        .scalar_subquery(),
+        select(Conversation.role).where(of_chat).order_by(*newest).limit(1).scalar_subquery(),
+        select(Conversation.id)
+        .where(of_chat, Conversation.role == "Human")
+        .order_by(*newest)
+        .limit(1)
+        .scalar_subquery(),
+    ).where(Chat.id == bindparam("chat_id"))
+    return query.where(Chat.owner == bindparam("owner")) if owned else query
+
+
+#: Built once: building such a statement and its cache key is most of a start's Python time.
+_FACTS = {owned: _facts_query(owned=owned) for owned in (False, True)}
+
+
+def start_facts(session: Session, *, chat_id: uuid.UUID, owner: str | None) -> StartFacts:
+    """What a start needs to know, in one query; ``NotFound`` when the chat does not exist
+    or belongs to another tenant (``owner`` None: no tenant check)."""
+    query = _FACTS[owner is not None]
+    row = session.execute(query, {"chat_id": chat_id, "owner": owner}).first()
+    if row is None:
+        raise chat_not_found(chat_id)
+    return StartFacts(
+        chat_id=chat_id,
+        active_id=row[1],
+        queued=int(row[2] or 0),
+        latest_role=row[3],
+        latest_human_id=row[4],
+    )
+
+
+def _insert(dialect: Any) -> Any:
+    table = Generation.__table__
+    names = ("id", "chat_id", "question_id", "kind", "status", "model", "request_id", "params")
+    values = {name: bindparam(name, type_=table.c[name].type) for name in (*names, "created_at")}
+    return dialect.insert(table).values(values).on_conflict_do_nothing().returning(table.c.id)
+
+
+#: The two databases this project runs on both say "INSERT ... ON CONFLICT DO NOTHING".
+_INSERTS = {"postgresql": _insert(postgresql), "sqlite": _insert(sqlite)}
 
 
 def new_generation(
     session: Session,
     *,
     chat_id: uuid.UUID,
+    question_id: uuid.UUID,
     kind: str,
     model: str,
-    regenerate: bool,
     request_id: str | None,
     params: dict[str, Any] | None = None,
-) -> Generation | None:
-    """Queue a generation for the chat's last Human message. ``Conflict`` when there is
-    nothing to answer; None when another request queued one a moment ago (the
-    one-active-generation-per-chat index said no)."""
-    messages = ConversationRepository(session)
-    latest = messages.latest(chat_id)
-    if latest is None:
-        raise Conflict(f"chat {chat_id} has no messages: post a Human message first")
-    if latest.role != "Human" and not regenerate:
-        raise Conflict(
-            f"the last message of chat {chat_id} is already answered: post a Human "
-            "message or ask again with ?regenerate=true"
-        )
-    question = latest if latest.role == "Human" else messages.latest_human(chat_id)
-    if question is None:
-        raise Conflict(f"chat {chat_id} has no Human message to answer")
-    generation = Generation(
-        chat_id=chat_id,
-        question_id=question.id,
-        kind=kind,
-        status=Status.QUEUED,
-        model=model,
-        request_id=request_id,
-        params=params,
-        created_at=utcnow(),
-    )
+) -> uuid.UUID | None:
+    """Queue a generation answering ``question_id``; its id, or None when another request
+    queued one a moment ago (the one-active-generation-per-chat index said no). One
+    ``INSERT ... ON CONFLICT DO NOTHING``; ``NotFound`` if the chat was deleted meanwhile."""
+    values = {
+        "id": new_id(),
+        "chat_id": chat_id,
+        "question_id": question_id,
+        "kind": kind,
+        "status": Status.QUEUED,
+        "model": model,
+        "request_id": request_id,
+        "params": params,
+        "created_at": utcnow(),
+    }
+    insert = _INSERTS[session.get_bind().dialect.name]
     try:
-        with session.begin_nested():
-            GenerationRepository(session).add(generation)
-    except IntegrityError:
-        return None
-    return generation
+        return session.execute(insert, values).scalar()
+    except IntegrityError as exc:  # the chat went between the read and the insert
+        raise chat_not_found(chat_id) from exc

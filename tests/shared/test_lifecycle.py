@@ -15,9 +15,10 @@ import redis
 from shared import tokenbus, workers
 from shared.chats.models import Chat, Conversation
 from shared.db import make_engine, make_sessionmaker, transaction, utcnow
-from shared.errors import Conflict, NoWorker, QueueFull
+from shared.errors import Conflict, NotFound, NoWorker, QueueFull
 from shared.generations.lifecycle import JOBS_KEY, Lifecycle
 from shared.generations.models import FinishReason, Generation, Status
+from shared.generations.service import new_generation, start_facts
 from shared.generations.sweep import Sweeper
 from shared.generations.waiting import DURATIONS_KEY
 from shared.settings import Settings
@@ -144,6 +145,36 @@ def test_start_refuses_what_cannot_be_answered(harness: Harness) -> None:
         harness.lifecycle.start(
             owner=None, chat_id=harness.chat(), kind="chat", regenerate=False, request_id=None
         )
+
+
+def test_a_start_reads_the_chat_in_one_query_and_inserts_in_one_statement(
+    harness: Harness,
+) -> None:
+    """``start_facts`` and ``new_generation``: the index refuses a second active
+    generation (None, no error), a missing or foreign chat is ``NotFound``."""
+    chat_id = harness.chat("Human", "Assistant")
+    with transaction(harness.sessions) as session:
+        facts = start_facts(session, chat_id=chat_id, owner=None)
+        with pytest.raises(Conflict, match="already answered"):
+            facts.question_id(regenerate=False)
+        question = facts.question_id(regenerate=True)  # the last Human message
+        assert session.get(Conversation, question).role == "Human"  # type: ignore[union-attr]
+
+        def insert(chat: uuid.UUID) -> uuid.UUID | None:
+            return new_generation(
+                session, chat_id=chat, question_id=question, kind="chat", model="m", request_id=None
+            )
+
+        first = insert(chat_id)
+        assert first is not None and insert(chat_id) is None
+        again = start_facts(session, chat_id=chat_id, owner=None)
+        assert again.active_id == first and again.queued == 1
+        with pytest.raises(NotFound):
+            start_facts(session, chat_id=chat_id, owner="another-tenant")
+        with pytest.raises(NotFound):
+            start_facts(session, chat_id=uuid.uuid4(), owner=None)
+    with transaction(harness.sessions) as session, pytest.raises(NotFound):
+        insert(uuid.uuid4())  # no such chat: the foreign key refuses it
 
 
 def _start(harness: Harness) -> tuple[uuid.UUID, uuid.UUID]:

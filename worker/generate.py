@@ -193,8 +193,9 @@ def _generate(
 
 def _history(session: Session, generation: Generation) -> list[Conversation] | None:
     """The chat up to the generation's question; None if the question was deleted."""
-    messages = ConversationRepository(session)
-    question = messages.get(generation.question_id) if generation.question_id else None
-    if question is None:
+    if generation.question_id is None:
         return None
-    return messages.history(generation.chat_id, up_to=question, limit=HISTORY_LIMIT)
+    history = ConversationRepository(session).history(
+        generation.chat_id, up_to=generation.question_id, limit=HISTORY_LIMIT
+    )
+    return history or None  # empty: the question is gone

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TypeVar
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Select, bindparam, delete, func, select, true
 from sqlalchemy.orm import Session
 
 from shared.chats.models import Chat, Conversation
@@ -97,19 +97,13 @@ class ConversationRepository:
         )
         return self.session.scalars(query).first()
 
-    def history(self, chat_id: uuid.UUID, *, up_to: Conversation, limit: int) -> list[Conversation]:
-        """The newest ``limit`` messages up to and including ``up_to``, oldest first."""
-        query = (
-            select(Conversation)
-            .where(
-                Conversation.chat_id == chat_id,
-                (Conversation.created_at < up_to.created_at)
-                | ((Conversation.created_at == up_to.created_at) & (Conversation.id <= up_to.id)),
-            )
-            .order_by(Conversation.created_at.desc(), Conversation.id.desc())
-            .limit(limit)
-        )
-        return list(reversed(self.session.scalars(query).all()))
+    def history(self, chat_id: uuid.UUID, *, up_to: uuid.UUID, limit: int) -> list[Conversation]:
+        """The newest ``limit`` messages up to and including the message ``up_to``, oldest
+        first, in one query; empty when ``up_to`` does not exist (it was deleted)."""
+        rows = self.session.scalars(
+            _HISTORY, {"chat_id": chat_id, "up_to": up_to, "limit": limit}
+        ).all()
+        return list(reversed(rows))
 
     def for_generation(self, generation_id: uuid.UUID) -> Conversation | None:
         """The answer a generation saved, if any."""
@@ -120,3 +114,27 @@ class ConversationRepository:
         self.session.add(message)
         self.session.flush()
         return message
+
+
+def _history_query() -> Select[Conversation]:
+    up_to = (
+        select(Conversation.created_at, Conversation.id)
+        .where(Conversation.id == bindparam("up_to"))
+        .subquery()
+    )
+    return (
+        select(Conversation)
+        .join(up_to, true())
+        .where(
+            Conversation.chat_id == bindparam("chat_id"),
+            (Conversation.created_at < up_to.c.created_at)
+            | ((Conversation.created_at == up_to.c.created_at) & (Conversation.id <= up_to.c.id)),
+        )
+        .order_by(Conversation.created_at.desc(), Conversation.id.desc())
+        .limit(bindparam("limit"))
+    )
+
+
+#: Built once (a worker reads it per answer): building it and its cache key cost more
+#: than running it.
+_HISTORY = _history_query()

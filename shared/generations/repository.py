@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from shared.generations.models import ACTIVE_STATUSES, Generation, Status, status_in
@@ -54,19 +54,8 @@ class GenerationRepository:
     ) -> Generation | None:
         """Move a queued generation to running (attempt + 1) in one statement; the
         generation as it is now, or None if it was not queued."""
-        query = (
-            update(Generation)
-            .where(Generation.id == generation_id, Generation.status == Status.QUEUED)
-            .values(
-                status=Status.RUNNING,
-                attempts=Generation.attempts + 1,
-                started_at=started_at,
-                model=model,
-            )
-            .returning(Generation)
-            .execution_options(synchronize_session=False)
-        )
-        return self.session.scalars(query).first()
+        values = {"generation_id": generation_id, "started_at": started_at, "model": model}
+        return self.session.scalars(_START_QUEUED, values).first()
 
     def active(self) -> list[Generation]:
         """Every queued or running generation, oldest first."""
@@ -76,3 +65,18 @@ class GenerationRepository:
     def queued_count(self) -> int:
         query = select(func.count()).where(Generation.status == Status.QUEUED)
         return int(self.session.scalar(query) or 0)
+
+
+#: Built once (each claim runs it): building it and its cache key cost more than running it.
+_START_QUEUED = (
+    update(Generation)
+    .where(Generation.id == bindparam("generation_id"), Generation.status == Status.QUEUED)
+    .values(
+        status=Status.RUNNING,
+        attempts=Generation.attempts + 1,
+        started_at=bindparam("started_at"),
+        model=bindparam("model"),
+    )
+    .returning(Generation)
+    .execution_options(synchronize_session=False)
+)

@@ -14,6 +14,7 @@ import redis
 
 from shared import tokenbus, workers
 from shared.chats.models import Chat, Conversation
+from shared.chats.repository import ConversationRepository
 from shared.db import make_engine, make_sessionmaker, transaction, utcnow
 from shared.errors import Conflict, NotFound, NoWorker, QueueFull
 from shared.generations.lifecycle import JOBS_KEY, Lifecycle
@@ -175,6 +176,23 @@ def test_a_start_reads_the_chat_in_one_query_and_inserts_in_one_statement(
             start_facts(session, chat_id=uuid.uuid4(), owner=None)
     with transaction(harness.sessions) as session, pytest.raises(NotFound):
         insert(uuid.uuid4())  # no such chat: the foreign key refuses it
+
+
+def test_history_is_the_newest_messages_up_to_the_question_in_order(harness: Harness) -> None:
+    chat_id = harness.chat("Human", "Assistant", "Human", "Assistant", "Human")
+    with transaction(harness.sessions) as session:
+        rows = session.query(Conversation).filter_by(chat_id=chat_id)
+        ordered = sorted(rows, key=lambda m: (m.created_at, m.id))
+        messages = ConversationRepository(session)
+        third = ordered[2].id
+        assert [m.id for m in messages.history(chat_id, up_to=third, limit=10)] == [
+            m.id for m in ordered[:3]
+        ]
+        assert [m.id for m in messages.history(chat_id, up_to=third, limit=2)] == [
+            m.id for m in ordered[1:3]
+        ]
+        assert messages.history(chat_id, up_to=uuid.uuid4(), limit=10) == []  # question gone
+        assert messages.history(uuid.uuid4(), up_to=third, limit=10) == []  # another chat
 
 
 def _start(harness: Harness) -> tuple[uuid.UUID, uuid.UUID]:

@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
+
+if __name__ == "__main__":  # run as a script: the repository root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.stack import ROOT, Answer, Stack, percentile, running, stream_answer
 
@@ -166,3 +171,30 @@ def summarize(pairs: list[tuple[dict[str, Any], Answer]], send_task_ms: float) -
 
 def _round(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python bench/pipeline.py [--rounds N] [--tokens N] [--out FILE]``: this part alone
+    (with ``bench/hops.py``'s steps), e.g. on a GPU machine with ``GPU_LAYERS=100``; its
+    ``--out`` file is what ``bench/run.py --gpu-pipeline`` records."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--tokens", type=int, default=200)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    from bench import hops
+
+    result = run(rounds=args.rounds, max_new_tokens=args.tokens)
+    result["steps_ms_p50"] = hops.run(rounds=10)["hops_ms_p50"]
+    result["gpu_layers"] = int(os.environ.get("GPU_LAYERS") or 0)
+    text = json.dumps(result, indent=2)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

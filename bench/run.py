@@ -12,7 +12,8 @@ when another part is rerun):
   (its ``run()`` returns ``{"ttft_ms_p50": ..., ...}``); "not measured" while absent;
 - ``fanout``: many clients on one answer, one web process;
 - ``gpu``: ``bench/gpu_check.py`` when this machine has a GPU; else the reports it wrote on
-  a GPU machine (``--gpu-report FILE``, repeated per ``--threads``); else "not run";
+  a GPU machine (``--gpu-report FILE``, repeated per ``--threads``), with that machine's
+  ``GPU_LAYERS=100 bench/pipeline.py --out FILE`` (``--gpu-pipeline FILE``); else "not run";
 - ``retrieval``: ``bench/retrieval`` (recall@1/@3 of the answer passage and, unless
   ``--quick``, fact-in-answer with the default model) on its dev and holdout questions.
 
@@ -111,6 +112,8 @@ def part_fanout(quick: bool) -> dict[str, Any]:
 
 #: ``bench/gpu_check.py --out`` reports made on a GPU machine (``--gpu-report``), if any.
 GPU_REPORTS: list[Path] = []
+#: ``bench/pipeline.py --out`` with ``GPU_LAYERS`` set, made on a GPU machine, if any.
+GPU_PIPELINE: list[Path] = []
 
 
 def part_gpu(quick: bool) -> dict[str, Any]:
@@ -129,7 +132,10 @@ def part_gpu(quick: bool) -> dict[str, Any]:
         reports = [json.loads(out.read_text())] if out.exists() else []
     if not reports:
         return {"status": NO_GPU}
-    return gpu_summary(reports)
+    summary = gpu_summary(reports)
+    if GPU_PIPELINE:
+        summary["pipeline"] = json.loads(GPU_PIPELINE[-1].read_text())
+    return summary
 
 
 def gpu_summary(reports: list[dict[str, Any]]) -> dict[str, Any]:
@@ -327,6 +333,16 @@ def figures(parts: dict[str, Any]) -> list[dict[str, Any]]:
         ),
         _figure("GPU: vs CPU, decode", g.get("gpu_vs_cpu_decode"), "", None, "x"),
         _figure(
+            "GPU: pipeline decode / engine alone", _get(g, "pipeline", "decode_ratio"), "", None
+        ),
+        _figure(
+            "GPU: added time to first token, p50",
+            _get(g, "pipeline", "added_ttft_ms_p50"),
+            "",
+            None,
+            "ms",
+        ),
+        _figure(
             "GPU: vs CPU, first token of a long prompt",
             g.get("gpu_vs_cpu_long_prompt_ttft"),
             "",
@@ -437,8 +453,16 @@ def main(argv: list[str] | None = None) -> int:
         help="a bench/gpu_check.py --out report made on a GPU machine (the gpu part records "
         "it; repeat for several --threads)",
     )
+    parser.add_argument(
+        "--gpu-pipeline",
+        action="append",
+        type=Path,
+        default=[],
+        help="a bench/pipeline.py --out report made on that GPU machine (GPU_LAYERS set)",
+    )
     args = parser.parse_args(argv)
     GPU_REPORTS[:] = args.gpu_report
+    GPU_PIPELINE[:] = args.gpu_pipeline
     chosen = [p.strip() for p in args.only.split(",")] if args.only else list(PARTS)
     unknown = set(chosen) - set(PARTS)
     if unknown:

@@ -84,6 +84,12 @@ class Stack:
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.env["REDIS_URL"])
 
+    @property
+    def pool(self) -> str:
+        """The workers' pool: solo on a GPU (README "GPU hosts": CUDA is never touched
+        before a fork), else prefork, as the Procfile runs them."""
+        return "solo" if int(self.env.get("GPU_LAYERS") or 0) > 0 else "prefork"
+
     def live_workers(self) -> int:
         return int(self.redis.zcount("chatbot:workers", time.time() - 10, "+inf"))
 
@@ -94,7 +100,9 @@ class Stack:
             name = f"bench{len(self.workers) + 1}-{os.getpid()}@%h"
             self.workers.append(
                 subprocess.Popen(
-                    worker_command(name=name, log_level="WARNING"), env=self.env, cwd=ROOT
+                    worker_command(name=name, log_level="WARNING", pool=self.pool),
+                    env=self.env,
+                    cwd=ROOT,
                 )
             )
         wait_for(lambda: self.live_workers() >= target, f"{target} workers to load the model")

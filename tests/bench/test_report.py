@@ -119,9 +119,10 @@ def test_gpu_reports_made_elsewhere_are_recorded_with_the_card(
     for threads, cpu, gpu in [(16, 142.0, 102.0), (1, 44.0, 168.0)]:
         paths.append(tmp_path / f"gpu_t{threads}.json")
         paths[-1].write_text(json.dumps(_gpu_report(threads, cpu, gpu)))
-    assert (
-        main(["--only", "gpu", "--gpu-report", str(paths[0]), "--gpu-report", str(paths[1])]) == 0
-    )
+    pipeline = tmp_path / "pipeline.json"
+    pipeline.write_text(json.dumps({"decode_ratio": 0.99, "added_ttft_ms_p50": 12.2}))
+    reports = ["--gpu-report", str(paths[0]), "--gpu-report", str(paths[1])]
+    assert main(["--only", "gpu", *reports, "--gpu-pipeline", str(pipeline)]) == 0
     gpu = json.loads(results.read_text())["parts"]["gpu"]
     assert gpu["status"] == "measured on NVIDIA H200"
     assert gpu["best_gpu"]["threads"] == 1 and gpu["best_cpu"]["threads"] == 16
@@ -130,6 +131,8 @@ def test_gpu_reports_made_elsewhere_are_recorded_with_the_card(
     report = by_name({"gpu": gpu})
     assert report["GPU: decode, every layer on the GPU"]["value"] == 168.0
     assert report["GPU: same host's CPU decode"]["value"] == 142.0
+    assert report["GPU: pipeline decode / engine alone"]["value"] == 0.99
+    assert report["GPU: added time to first token, p50"]["value"] == 12.2
     unused = run.gpu_summary([_gpu_report(1, 44.0, 40.0, used=False)])
     assert unused["status"] == "measured on NVIDIA H200: the GPU was NOT used"
 

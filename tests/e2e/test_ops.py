@@ -336,15 +336,21 @@ def test_request_id_is_in_the_web_and_worker_logs(ops: Stack) -> None:
     assert access is not None
     assert access["route"] == "/conversations/inference/{chat_id}" and access["status"] == 200
 
-    worker_lines = [line for name in ("worker_a", "worker_b") for line in json_lines(ops.log(name))]
-    both = [
-        line
-        for line in worker_lines
-        if line.get("request_id") == request_id and line.get("generation_id") == generation_id
-    ]
-    assert any(line["message"] == "generation done" for line in both), both
+    def worker_lines() -> list[dict[str, Any]]:
+        return [line for name in ("worker_a", "worker_b") for line in json_lines(ops.log(name))]
+
+    def done_line() -> bool:
+        # Written just after the `done` event the client has already read: wait for it.
+        return any(
+            line.get("request_id") == request_id
+            and line.get("generation_id") == generation_id
+            and line["message"] == "generation done"
+            for line in worker_lines()
+        )
+
+    wait_until(done_line, "the worker's 'generation done' line with both ids")
     # Every line the workers wrote after start-up is JSON, Celery's own included.
-    assert any(line["logger"].startswith("celery.") for line in worker_lines)
+    assert any(line["logger"].startswith("celery.") for line in worker_lines())
 
 
 def test_sigterm_on_web_ends_streams_with_server_shutdown(ops: Stack) -> None:

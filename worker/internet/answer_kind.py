@@ -1,12 +1,89 @@
-"""Cues for kinds of answer the question word names beyond a number, a date or a name:
-a colour ("What colour is ..."), what a thing is made of ("main ingredient", "made of"),
-a time of day ("What time does ... open"); and, among names, a person ("who") or a place
-("which town"), which read a sentence's capitalised words differently.
+"""The kind of answer a question asks for (:func:`expected_answer`): a number, a date, a
+name, and cues for kinds beyond those: a colour ("What colour is ..."), what a thing is
+made of ("main ingredient", "made of"), a time of day ("What time does ... open"); and,
+among names, a person ("who") or a place ("which town"), which read a sentence's
+capitalised words differently.
 """
 
 from __future__ import annotations
 
 import re
+
+from worker.internet.rank import QuestionShape, analyse_question
+
+MONTHS = frozenset(
+    [
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+    ]
+)
+_MONTH = "(" + "|".join(sorted(MONTHS)) + ")"
+FULL_DATE = re.compile(
+    rf"\b(\d{{1,2}}(st|nd|rd|th)? (of )?{_MONTH},? \d{{3,4}}"
+    rf"|{_MONTH} \d{{1,2}}(st|nd|rd|th)?,? \d{{3,4}})\b",
+    re.I,
+)
+"""A day, month and year: "9 November 1887", "June 29, 2007"."""
+MONTH_YEAR = re.compile(rf"\b{_MONTH},? \d{{3,4}}\b", re.I)
+"""A month and year: "March 1932"."""
+
+_EXPECTS_NAME = re.compile(
+    r"^\s*(who|whom|whose|where|(in |from )?(what|which) (city|country|town|place|person|company"
+    r"|river|lake|sea|team|capital|language)|what(\s+is|\s+was|'s) the (name|capital"
+    r"|language)|what(\s+is|\s+was|'s) the \w+est\b"
+    # "Which architect designed ...": which and a noun (not "which is", "which of").
+    r"|(in |from |by )?which (?!(is|was|are|were|one|ones|of|do|does|did|can|has|have)\b)\w+)\b",
+    re.I,
+)
+# Not "currency": currencies are written in lower case ("the krona"), not as names.
+NOT_NAMES = frozenset(
+    [
+        "the",
+        "a",
+        "an",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "he",
+        "she",
+        "they",
+        "we",
+        "you",
+        "i",
+        "in",
+        "on",
+        "at",
+        "of",
+        "for",
+        "to",
+        "and",
+        "or",
+        "but",
+        "by",
+        "with",
+        "from",
+        "as",
+        "after",
+        "before",
+        "during",
+        "since",
+        "about",
+    ]
+)
+"""Capitalised words that start sentences or are too common to be an answer."""
 
 _COLOUR_QUESTION = re.compile(r"\b(what|which) colou?rs?\b|\bthe colou?rs? of\b", re.I)
 COLOURS = frozenset(
@@ -140,3 +217,23 @@ def material_positions(sentence: str, word_starts: list[int]) -> list[int]:
         if after:
             positions.append(after[0])
     return positions
+
+
+def expected_answer(question: str, shape: QuestionShape | None = None) -> str | None:
+    """The kind of answer ``question`` asks for: ``number`` (a time of day too), ``date``,
+    ``person``, ``place``, another ``name``, ``colour``, ``material`` (what a thing is
+    made of), or None."""
+    shape = shape or analyse_question(question)
+    if shape.expects is not None:
+        return shape.expects
+    if asks_for_person(question):
+        return "person"
+    if asks_for_colour(question):
+        return "colour"
+    if asks_for_material(question):
+        return "material"
+    if asks_for_place(question):
+        return "place"
+    if _EXPECTS_NAME.match(question):
+        return "name"
+    return None

@@ -17,125 +17,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from worker.internet.answer_kind import (
-    CLOCK_TIME,
     COLOURS,
+    FULL_DATE,
+    MONTH_YEAR,
+    MONTHS,
+    NOT_NAMES,
     PRONOUNS,
     STREET_WORDS,
-    asks_for_clock_time,
-    asks_for_colour,
-    asks_for_material,
-    asks_for_person,
-    asks_for_place,
+    expected_answer,
     material_positions,
 )
+from worker.internet.measure import MEASURE, is_number_answer, is_year, measure_kinds, unit_kinds
 from worker.internet.rank import QuestionShape, analyse_question, tokenize
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[]?[A-Z0-9])")
 _TABLE_CELL = re.compile(r"\s*\|\s*")
 _WORD = re.compile(r"[\w'\u2019-]+")
-_NUMBER_WORDS = frozenset(
-    [
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-        "ten",
-        "eleven",
-        "twelve",
-        "thirteen",
-        "fourteen",
-        "fifteen",
-        "sixteen",
-        "seventeen",
-        "eighteen",
-        "nineteen",
-        "twenty",
-        "thirty",
-        "forty",
-        "fifty",
-        "sixty",
-        "seventy",
-        "eighty",
-        "ninety",
-        "hundred",
-        "thousand",
-        "million",
-        "billion",
-        "trillion",
-        "dozen",
-        "half",
-    ]
-)
-_MONTHS = frozenset(
-    [
-        "january",
-        "february",
-        "march",
-        "april",
-        "may",
-        "june",
-        "july",
-        "august",
-        "september",
-        "october",
-        "november",
-        "december",
-    ]
-)
-_YEAR_CUES = frozenset(["in", "since", "by", "from", "until", "before", "after", "of", "circa"])
-_YEAR = re.compile(r"^(1[0-9]{3}|20[0-9]{2})s?$")
-_EXPECTS_NAME = re.compile(
-    r"^\s*(who|whom|whose|where|(in |from )?(what|which) (city|country|town|place|person|company"
-    r"|river|lake|sea|team|capital|language)|what(\s+is|\s+was|'s) the (name|capital"
-    r"|language)|what(\s+is|\s+was|'s) the \w+est\b"
-    # "Which architect designed ...": which and a noun (not "which is", "which of").
-    r"|(in |from |by )?which (?!(is|was|are|were|one|ones|of|do|does|did|can|has|have)\b)\w+)\b",
-    re.I,
-)
-# Not "currency": currencies are written in lower case ("the krona"), not as names.
-# Capitalised words that start sentences or are too common to be an answer.
-_NOT_NAMES = frozenset(
-    [
-        "the",
-        "a",
-        "an",
-        "it",
-        "its",
-        "this",
-        "that",
-        "these",
-        "those",
-        "he",
-        "she",
-        "they",
-        "we",
-        "you",
-        "i",
-        "in",
-        "on",
-        "at",
-        "of",
-        "for",
-        "to",
-        "and",
-        "or",
-        "but",
-        "by",
-        "with",
-        "from",
-        "as",
-        "after",
-        "before",
-        "during",
-        "since",
-        "about",
-    ]
-)
 
 MAX_QUOTE_CHARS = 320
 """Longest quote; a longer sentence is cut around the words that matched the question."""
@@ -210,26 +107,6 @@ def split_sentences(text: str) -> list[str]:
             if len(sentence.split()) >= 3:
                 sentences.append(sentence)
     return sentences
-
-
-def expected_answer(question: str, shape: QuestionShape | None = None) -> str | None:
-    """The kind of answer ``question`` asks for: ``number`` (a time of day too), ``date``,
-    ``person``, ``place``, another ``name``, ``colour``, ``material`` (what a thing is
-    made of), or None."""
-    shape = shape or analyse_question(question)
-    if shape.expects is not None:
-        return shape.expects
-    if asks_for_person(question):
-        return "person"
-    if asks_for_colour(question):
-        return "colour"
-    if asks_for_material(question):
-        return "material"
-    if asks_for_place(question):
-        return "place"
-    if _EXPECTS_NAME.match(question):
-        return "name"
-    return None
 
 
 def pick_quotes(question: str, passages: Sequence[QuotedPassage]) -> list[Quote]:
@@ -371,13 +248,10 @@ def _answer_positions(sentence: str, expects: str, question_words: set[str]) -> 
         if lower in question_words:
             continue
         if expects == "number":
-            after = words[index - 1].casefold() if index > 0 else ""
-            if _YEAR.match(lower) and (after in _YEAR_CUES or after in _MONTHS):
-                continue  # "opened in 2016" is no answer to "how many"
-            if any(ch.isdigit() for ch in word) or lower in _NUMBER_WORDS:
+            if is_number_answer(words, index):  # "opened in 2016" is none to "how many"
                 positions.append(index)
         elif expects == "date":
-            if _YEAR.match(lower) or lower in _MONTHS:
+            if is_year(lower) or lower in MONTHS:
                 positions.append(index)
         elif expects == "colour":
             if lower in COLOURS:
@@ -387,8 +261,8 @@ def _answer_positions(sentence: str, expects: str, question_words: set[str]) -> 
         elif (
             word[:1].isupper()
             and (index > 0 or _starts_a_name(words, question_words))
-            and lower not in _NOT_NAMES
-            and lower not in _MONTHS
+            and lower not in NOT_NAMES
+            and lower not in MONTHS
             and not any(ch.isdigit() for ch in word)
         ):
             positions.append(index)
@@ -409,97 +283,7 @@ def _starts_a_name(words: list[str], question_words: set[str]) -> bool:
     "Join Trellis Robotics ..." for a question about Trellis Robotics)."""
     if len(words) < 2 or not words[1][:1].isupper():
         return False
-    return words[1].casefold() not in _NOT_NAMES | question_words
-
-
-_MONTH = "(" + "|".join(sorted(_MONTHS)) + ")"
-_FULL_DATE = re.compile(
-    rf"\b(\d{{1,2}}(st|nd|rd|th)? (of )?{_MONTH},? \d{{3,4}}"
-    rf"|{_MONTH} \d{{1,2}}(st|nd|rd|th)?,? \d{{3,4}})\b",
-    re.I,
-)
-_MONTH_YEAR = re.compile(rf"\b{_MONTH},? \d{{3,4}}\b", re.I)
-_UNIT_KINDS = {
-    "length": r"mm|cm|m|km|metres?|meters?|kilometres?|kilometers?|feet|foot|ft|inch(?:es)?"
-    r"|miles?|yards?",
-    "area": r"square (?:kilometres?|kilometers?|metres?|meters?|miles?|feet)|km2|m2"
-    r"|hectares?|acres?",
-    "speed": r"km/h|mph|kph|knots?|m/s|(?:kilometres?|kilometers?|miles?) (?:an|per) hour",
-    "mass": r"g|kg|grams?|kilo(?:gram)?s?|tonnes?|tons?|pounds?|lbs?|ounces?",
-    "temperature": r"°\s?[CF]|degrees?|kelvin|K",
-    "volume": r"ml|l|litres?|liters?|gallons?",
-    "share": r"percent|per cent|%",
-    "time": r"seconds?|minutes?|hours?|days?|weeks?|months?|years?|centuries",
-    "money": r"(?:(?:million|billion) )?(?:dollars|euros|pounds|crowns|francs|yen)",
-}
-_UNITS = "|".join([*_UNIT_KINDS.values(), "million", "billion"])
-_MEASURE = re.compile(rf"\d(?:[\d,.]*\d)?\s?(?:{_UNITS})(?![\w/])", re.I)
-_KIND_OF = {
-    kind: re.compile(rf"\d(?:[\d,.]*\d)?\s?(?:{units})(?![\w/])", re.I)
-    for kind, units in _UNIT_KINDS.items()
-}
-_MONEY_SYMBOL = re.compile(r"[$\u00a3\u20ac\u00a5]\s?\d")
-# The units an asked attribute is measured in ("how fast": km/h, not "four feet").
-_ATTRIBUTE_KINDS: tuple[tuple[frozenset[str], frozenset[str]], ...] = (
-    (
-        frozenset(
-            [
-                "tall",
-                "high",
-                "height",
-                "elevation",
-                "far",
-                "distance",
-                "deep",
-                "depth",
-                "wide",
-                "width",
-                "wingspan",
-                "diameter",
-                "radius",
-                "range",
-                "span",
-                "length",
-            ]
-        ),
-        frozenset({"length"}),
-    ),
-    (frozenset({"long"}), frozenset({"length", "time"})),
-    (frozenset({"area"}), frozenset({"area"})),
-    (frozenset({"fast", "speed"}), frozenset({"speed"})),
-    (frozenset({"heavy", "weight", "weigh", "mass"}), frozenset({"mass"})),
-    (
-        frozenset(
-            ["hot", "cold", "warm", "temperature", "boil", "boiling", "melting", "freezing", "oven"]
-        ),
-        frozenset({"temperature"}),
-    ),
-    (frozenset({"old", "age", "lifespan", "duration"}), frozenset({"time"})),
-    (frozenset({"percentage", "percent", "share", "proportion"}), frozenset({"share"})),
-    (frozenset({"cost", "costs", "price", "pay", "spend", "spent", "worth"}), frozenset({"money"})),
-)
-
-
-def unit_kinds(question: str) -> frozenset[str]:
-    """The kinds of unit an answer to ``question`` is measured in (``length``, ``time``,
-    ``money`` ...); empty when the question names no measured attribute."""
-    words = {word.casefold() for word in _WORD.findall(question)}
-    kinds: set[str] = {"clock"} if asks_for_clock_time(question) else set()
-    for triggers, found in _ATTRIBUTE_KINDS:
-        if triggers & words:
-            kinds |= found
-    return frozenset(kinds)
-
-
-def _measure_kinds(sentence: str) -> set[str]:
-    kinds = {kind for kind, pattern in _KIND_OF.items() if pattern.search(sentence)}
-    if _MONEY_SYMBOL.search(sentence):
-        kinds.add("money")
-    if CLOCK_TIME.search(sentence):
-        kinds.add("clock")
-    if "area" in kinds:
-        kinds.discard("length")
-    return kinds
+    return words[1].casefold() not in NOT_NAMES | question_words
 
 
 def _answer_strength(
@@ -508,9 +292,9 @@ def _answer_strength(
     """How specific the answer is: a full date beats a year, a full name a single word, a
     measure in the asked kind of unit a bare number, which beats one in another unit."""
     if expects == "date":
-        if _FULL_DATE.search(sentence):
+        if FULL_DATE.search(sentence):
             return 1.0 + FULL_ANSWER_BONUS
-        return 1.0 + FULL_ANSWER_BONUS / 2 if _MONTH_YEAR.search(sentence) else 1.0
+        return 1.0 + FULL_ANSWER_BONUS / 2 if MONTH_YEAR.search(sentence) else 1.0
     if expects in ("person", "name"):
         paired = any(b - a == 1 for a, b in itertools.pairwise(answers))
         return 1.0 + FULL_ANSWER_BONUS if paired else 1.0
@@ -521,10 +305,10 @@ def _answer_strength(
     if expects != "number":
         return 1.0  # a place's name is one word as often as two; a colour
     if kinds:
-        if _measure_kinds(sentence) & kinds:
+        if measure_kinds(sentence) & kinds:
             return 1.0 + FULL_ANSWER_BONUS * MATCHING_UNIT_BONUS
         return UNMATCHED_NUMBER_STRENGTH
-    if _MEASURE.search(sentence):
+    if MEASURE.search(sentence):
         return 1.0 + FULL_ANSWER_BONUS * UNIT_BONUS
     return 1.0
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from shared.settings import Settings
+from worker.internet.answer_kind import expected_answer
 from worker.internet.lead import (
     LEAD_MAX_CHARS,
     MIN_LEAD_SCORE,
@@ -15,13 +16,12 @@ from worker.internet.lead import (
     lead_text,
     model_parameters,
 )
+from worker.internet.measure import unit_kinds
 from worker.internet.quote import (
     Quote,
     QuotedPassage,
-    expected_answer,
     pick_quotes,
     split_sentences,
-    unit_kinds,
 )
 
 

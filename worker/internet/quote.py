@@ -24,14 +24,18 @@ from worker.internet.answer_kind import (
     NOT_NAMES,
     PRONOUNS,
     STREET_WORDS,
+    WORDS_OF_KIND,
     expected_answer,
     material_positions,
+    named_thing,
 )
 from worker.internet.measure import MEASURE, is_number_answer, is_year, measure_kinds, unit_kinds
-from worker.internet.rank import QuestionShape, analyse_question, tokenize
+from worker.internet.rank import QuestionShape, analyse_question, stem, tokenize
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[]?[A-Z0-9])")
 _TABLE_CELL = re.compile(r"\s*\|\s*")
+_ROW_BREAK = re.compile(r"(?<=\|)\s+(?=\|\s)")  # "| Porsk | | Language | ..."
+_TABLE_START = re.compile(r"(?<=[.!?])\s+(?=\|\s)")  # "... 240,000. | Capital | ..."
 _WORD = re.compile(r"[\w'\u2019-]+")
 
 MAX_QUOTE_CHARS = 320
@@ -74,6 +78,21 @@ unit the asked attribute has: in another kind ("14 miles" for "how much did it c
 or in none ("all four feet" for "how fast")."""
 
 
+NAMED_WITHIN = 4
+"""For "What is the name of the ship ...", a name answers only this close to "ship"."""
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """What a question asks for: the kind of answer, its words (no answer repeats
+    them), the units a measured answer comes in, the thing whose name is asked."""
+
+    expects: str | None
+    question_words: frozenset[str]
+    kinds: frozenset[str]
+    thing: str | None
+
+
 @dataclass(frozen=True)
 class Quote:
     """A sentence from source ``source_index`` and how well it answers (higher is better)."""
@@ -99,14 +118,27 @@ class QuotedPassage:
 def split_sentences(text: str) -> list[str]:
     """The sentences of ``text`` (a table row counts as one)."""
     sentences: list[str] = []
-    for line in text.split("\n"):
+    for line in _table_rows(text):
         for sentence in _SENTENCE_END.split(line):
             sentence = sentence.strip()
             if sentence.startswith("|"):
-                sentence = _TABLE_CELL.sub(" ", sentence.strip("| ")).strip() + "."
+                sentence = _TABLE_CELL.sub(" ", sentence.strip("| ")).strip().rstrip(".") + "."
             if len(sentence.split()) >= 3:
                 sentences.append(sentence)
     return sentences
+
+
+def _table_rows(text: str) -> list[str]:
+    """The lines of ``text``, with a table's rows on lines of their own: a passage joins
+    short lines with spaces ("... 240,000. | Capital | Porsk | | Currency | Velland mark |")."""
+    lines: list[str] = []
+    for line in text.split("\n"):
+        rows = _ROW_BREAK.split(line)
+        lead = _TABLE_START.split(rows[0], maxsplit=1)
+        if len(lead) == 2 and "|" not in lead[0]:
+            rows[:1] = lead
+        lines.extend(rows)
+    return lines
 
 
 def pick_quotes(question: str, passages: Sequence[QuotedPassage]) -> list[Quote]:
@@ -115,8 +147,12 @@ def pick_quotes(question: str, passages: Sequence[QuotedPassage]) -> list[Quote]
     if not shape.terms or not passages:
         return []
     expects = expected_answer(question, shape)
-    question_words = {word.casefold() for word in _WORD.findall(question)}
-    kinds = unit_kinds(question)
+    asked = _Asked(
+        expects=expects,
+        question_words=frozenset(word.casefold() for word in _WORD.findall(question)),
+        kinds=unit_kinds(question),
+        thing=named_thing(question) if expects == "name" else None,
+    )
     top = max((passage.score for passage in passages), default=0.0) or 1.0
     sentences = [
         (n, s)
@@ -132,9 +168,7 @@ def pick_quotes(question: str, passages: Sequence[QuotedPassage]) -> list[Quote]
     best_of: dict[int, Quote] = {}
     for number, sentence in sentences:
         passage = passages[number]
-        score = _sentence_score(
-            shape, idf, expects, question_words, sentence, contexts[number], kinds
-        )
+        score = _sentence_score(shape, idf, asked, sentence, contexts[number])
         if score <= 0:
             continue
         near = [*tokenize(sentence), "", *tokenize(passage.context), "", *tokenize(passage.title)]
@@ -195,13 +229,7 @@ def _idf(shape: QuestionShape, sentence_tokens: list[set[str]]) -> dict[str, flo
 
 
 def _sentence_score(
-    shape: QuestionShape,
-    idf: dict[str, float],
-    expects: str | None,
-    question_words: set[str],
-    sentence: str,
-    around: set[str],
-    kinds: frozenset[str] = frozenset(),
+    shape: QuestionShape, idf: dict[str, float], asked: _Asked, sentence: str, around: set[str]
 ) -> float:
     present = set(tokenize(sentence))
     terms = list(dict.fromkeys(shape.terms))
@@ -218,12 +246,12 @@ def _sentence_score(
     if coverage == 0 and not related:
         return 0.0
     score = coverage + (0.5 * max(idf[term] for term in related) / weight if related else 0.0)
-    if expects is None:
+    if asked.expects is None:
         return score
-    answers = _answer_positions(sentence, expects, question_words)
+    answers = _answer_positions(sentence, asked)
     if not answers:
         return score * MISSING_ANSWER_FACTOR
-    score += ANSWER_WEIGHT * _answer_strength(sentence, expects, answers, kinds)
+    score += ANSWER_WEIGHT * _answer_strength(sentence, asked.expects, answers, asked.kinds)
     words = [word.casefold() for word in _WORD.findall(sentence)]
     anchors = [
         index
@@ -236,10 +264,13 @@ def _sentence_score(
     return score
 
 
-def _answer_positions(sentence: str, expects: str, question_words: set[str]) -> list[int]:
-    """Word positions in ``sentence`` that could be the answer, of the kind expected."""
+def _answer_positions(sentence: str, asked: _Asked) -> list[int]:
+    """Word positions in ``sentence`` that could be the answer, of the kind expected;
+    for "the name of the ship", only a name next to "ship" (within :data:`NAMED_WITHIN`
+    words)."""
     matches = list(_WORD.finditer(sentence))
     words = [match.group() for match in matches]
+    expects, question_words = asked.expects, asked.question_words
     if expects == "material":
         return material_positions(sentence, [match.start() for match in matches])
     positions: list[int] = []
@@ -256,6 +287,9 @@ def _answer_positions(sentence: str, expects: str, question_words: set[str]) -> 
         elif expects == "colour":
             if lower in COLOURS:
                 positions.append(index)
+        elif expects in WORDS_OF_KIND:
+            if lower in WORDS_OF_KIND[expects]:
+                positions.append(index)
         elif expects == "person" and _in_street_name(words, index):
             continue
         elif (
@@ -266,6 +300,9 @@ def _answer_positions(sentence: str, expects: str, question_words: set[str]) -> 
             and not any(ch.isdigit() for ch in word)
         ):
             positions.append(index)
+    if asked.thing is not None:
+        things = [i for i, word in enumerate(words) if stem(word.casefold()) == stem(asked.thing)]
+        positions = [p for p in positions if any(abs(p - i) <= NAMED_WITHIN for i in things)]
     return positions
 
 
@@ -277,7 +314,7 @@ def _in_street_name(words: list[str], index: int) -> bool:
     )
 
 
-def _starts_a_name(words: list[str], question_words: set[str]) -> bool:
+def _starts_a_name(words: list[str], question_words: frozenset[str]) -> bool:
     """Whether a sentence's first word begins a name: the next word is capitalised and
     no question word ("Delphine Wakeham, who won two titles, ..."; not "Tours of ..." or
     "Join Trellis Robotics ..." for a question about Trellis Robotics)."""

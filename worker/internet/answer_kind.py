@@ -128,7 +128,9 @@ CLOCK_TIME = re.compile(
 _PERSON_QUESTION = re.compile(r"^\s*(who|whom|whose)\b", re.I)
 _PLACE_QUESTION = re.compile(
     r"^\s*(where|(in |from |to |at )?(what|which) (city|country|town|village|place|region"
-    r"|province|state|county|island|river|lake|sea|capital))\b",
+    r"|province|state|county|island|river|lake|sea|capital)"
+    # The capital is a place, whose name is one word as often as two.
+    r"|what(\s+is|\s+was|'s) the capital)\b",
     re.I,
 )
 STREET_WORDS = _words(

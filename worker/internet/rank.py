@@ -19,6 +19,15 @@ from bm25s.stopwords import STOPWORDS_EN_PLUS
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 _VOWEL = re.compile(r"[aeiouy]")
+_IRREGULAR_PLURALS = {
+    "women": "woman",
+    "men": "man",
+    "children": "child",
+    "feet": "foot",
+    "teeth": "tooth",
+    "mice": "mouse",
+    "geese": "goose",
+}
 # Words that say how a question is asked, not what it is about.
 _QUERY_FILLERS = frozenset(
     {"tell", "know", "please", "explain", "many", "much", "would", "could", "also", "get"}
@@ -118,6 +127,8 @@ def stem(word: str) -> str:
     """A light English suffix stripper (plurals, then -ing, -ed, -ly, then a final -e),
     enough to match "boils"/"boiling"/"boiled", "sinkings"/"sink" and
     "cruise"/"cruising"/"cruises" without a stemming library."""
+    if word in _IRREGULAR_PLURALS:
+        return _IRREGULAR_PLURALS[word]
     if len(word) <= 3 or not word.isalpha():
         return word
     word = _strip_final_e(_strip_plural(word))

@@ -206,6 +206,7 @@ def test_stemming_and_tokens() -> None:
     assert {stem(w) for w in ("cruise", "cruises", "cruising", "cruised")} == {"cruis"}
     assert {stem(w) for w in ("close", "closes", "closing")} == {"clos"}
     assert stem("free") == "free" and stem("degree") == "degree"
+    assert stem("women") == stem("woman") and stem("children") == stem("child")
     assert tokenize("What is the height of the Eiffel Tower?") == ["height", "eiffel", "tower"]
 
 

@@ -1,53 +1,99 @@
-"""Cues for kinds of answer the question word names beyond a number, a date or a name:
-a colour ("What colour is ..."), what a thing is made of ("main ingredient", "made of"),
-a time of day ("What time does ... open"); and, among names, a person ("who") or a place
-("which town"), which read a sentence's capitalised words differently.
+"""The kind of answer a question asks for (:func:`expected_answer`): a number, a date, a
+name, and cues for kinds beyond those: a colour ("What colour is ..."), what a thing is
+made of ("main ingredient", "made of"), a time of day ("What time does ... open"); and,
+among names, a person ("who") or a place ("which town"), which read a sentence's
+capitalised words differently.
 """
 
 from __future__ import annotations
 
 import re
 
+from worker.internet.rank import QuestionShape, analyse_question
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+MONTHS = _words(
+    "january february march april may june july august september october november december"
+)
+_MONTH = "(" + "|".join(sorted(MONTHS)) + ")"
+FULL_DATE = re.compile(
+    rf"\b(\d{{1,2}}(st|nd|rd|th)? (of )?{_MONTH},? \d{{3,4}}"
+    rf"|{_MONTH} \d{{1,2}}(st|nd|rd|th)?,? \d{{3,4}})\b",
+    re.I,
+)
+"""A day, month and year: "9 November 1887", "June 29, 2007"."""
+MONTH_YEAR = re.compile(rf"\b{_MONTH},? \d{{3,4}}\b", re.I)
+"""A month and year: "March 1932"."""
+
+_EXPECTS_NAME = re.compile(
+    r"^\s*(who|whom|whose|where|(in |from )?(what|which) (city|country|town|place|person|company"
+    r"|river|lake|sea|team|capital|language)|what(\s+is|\s+was|'s) the (name|capital"
+    r"|language)|what(\s+is|\s+was|'s) the \w+est\b"
+    # "Which architect designed ...": which and a noun (not "which is", "which of").
+    r"|(in |from |by )?which (?!(is|was|are|were|one|ones|of|do|does|did|can|has|have)\b)\w+)\b",
+    re.I,
+)
+NOT_NAMES = _words(
+    "the a an it its this that these those he she they we you i in on at of for to"
+    " and or but by with from as after before during since about"
+)
+"""Capitalised words that start sentences or are too common to be an answer."""
+
 _COLOUR_QUESTION = re.compile(r"\b(what|which) colou?rs?\b|\bthe colou?rs? of\b", re.I)
-COLOURS = frozenset(
-    [
-        "amber",
-        "beige",
-        "black",
-        "blue",
-        "bronze",
-        "brown",
-        "cream",
-        "copper",
-        "crimson",
-        "gold",
-        "golden",
-        "green",
-        "grey",
-        "gray",
-        "indigo",
-        "ivory",
-        "lilac",
-        "maroon",
-        "navy",
-        "ochre",
-        "olive",
-        "orange",
-        "pink",
-        "purple",
-        "red",
-        "rust",
-        "scarlet",
-        "silver",
-        "tan",
-        "teal",
-        "turquoise",
-        "violet",
-        "white",
-        "yellow",
-    ]
+COLOURS = _words(
+    "amber beige black blue bronze brown cream copper crimson gold golden green grey"
+    " gray indigo ivory lilac maroon navy ochre olive orange pink purple red rust"
+    " scarlet silver tan teal turquoise violet white yellow"
 )
 """Colour words; a sentence holding one answers a colour question."""
+
+# Things named by a common, lower-case word ("a badger", "the krona"): the answer is a
+# word of the asked kind. "Which fruit ..." asks for one, not for a capitalised name.
+_KIND_QUESTION = re.compile(
+    r"\b(what|which) (kind of |type of |sort of )?(?P<kind>currency|fruit|animal)\b"
+    r"|\bthe (?P<attribute>currency) (of|in|used)\b",
+    re.I,
+)
+WORDS_OF_KIND = {
+    "currency": _words(
+        "mark marks krona kronor krone kroner euro euros dollar dollars pound pounds"
+        " franc francs peso pesos lira lire rupee rupees yen yuan rouble roubles ruble"
+        " rubles shilling shillings crown crowns florin florins guilder guilders dinar"
+        " dinars dirham dirhams rand zloty forint koruna ducat ducats thaler thalers"
+        " escudo escudos peseta pesetas riyal rial baht ringgit naira kwacha taler"
+    ),
+    "fruit": _words(
+        "apple apples apricot apricots banana bananas blackberry blackberries"
+        " blackcurrant blackcurrants blueberry blueberries cherry cherries cranberry"
+        " cranberries currant currants damson damsons date dates elderberry elderberries"
+        " fig figs gooseberry gooseberries grape grapes grapefruit greengage lemon"
+        " lemons lime limes mango mangoes medlar medlars melon melons mulberry"
+        " mulberries nectarine orange oranges peach peaches pear pears pineapple plum"
+        " plums pomegranate quince quinces raspberry raspberries redcurrant rhubarb"
+        " sloe sloes strawberry strawberries tangerine"
+    ),
+    "animal": _words(
+        "badger bat bear beaver bee boar buffalo bull camel cat cow crab crane crow deer"
+        " dog dolphin donkey dove duck eagle eel elephant elk falcon ferret fox frog"
+        " goat goose gull hare hawk hedgehog heron horse hound kestrel kingfisher lamb"
+        " lion lizard lynx magpie mole moose mouse otter owl ox panther parrot peacock"
+        " pelican penguin pig pigeon pony puffin rabbit ram rat raven robin salmon seal"
+        " shark sheep snake sparrow squirrel stag stoat swan tiger toad tortoise trout"
+        " turtle unicorn vole walrus weasel whale wolf wren"
+    ),
+}
+"""Words of each lower-case kind a question may ask for ("What animal ...")."""
+
+_NAME_OF = re.compile(r"\bthe name of (?:the|a|an|his|her|its|their) (\w+)", re.I)
+_PERSON_NOUNS = _words(
+    "person man woman boy girl author writer founder inventor architect designer"
+    " director owner captain king queen president mayor singer player winner character"
+    " hero heroine narrator"
+)
 
 _MATERIAL_QUESTION = re.compile(
     r"\b(ingredients?|materials?)\b"
@@ -60,7 +106,11 @@ _MATERIAL_QUESTION = re.compile(
 _MATERIAL_CUE = re.compile(
     r"\b(?:made|built|constructed|cast|carved)"
     r"(?:\s+(?:mainly|mostly|largely|chiefly|entirely|wholly|partly))?"
-    r"\s+(?:out of|of|from|with|in)\s"
+    # "made in bronze", not "made in 1791", "made in Sheffield", "built in the 1790s".
+    r"\s+(?:out of|of|from|with|in(?=\s+(?!the\b|an?\b)[a-z]))\s"
+    # "Its roof is covered in Delbury slate", "clad with copper".
+    r"|\b(?:covered|clad|faced|roofed|paved|lined|coated|thatched|tiled)"
+    r"\s+(?:in|with)\s(?!the\b|an?\b)"
     r"|\b(?:mainly|mostly|largely|chiefly|entirely|wholly) (?:of |from )?"
     r"|\bmain ingredients? (?:is|are) |\bconsists? (?:mainly |mostly )?of "
     r"|\b(?:is|are|was|were) of ",
@@ -78,28 +128,13 @@ CLOCK_TIME = re.compile(
 _PERSON_QUESTION = re.compile(r"^\s*(who|whom|whose)\b", re.I)
 _PLACE_QUESTION = re.compile(
     r"^\s*(where|(in |from |to |at )?(what|which) (city|country|town|village|place|region"
-    r"|province|state|county|island|river|lake|sea|capital))\b",
+    r"|province|state|county|island|river|lake|sea|capital)"
+    # The capital is a place, whose name is one word as often as two.
+    r"|what(\s+is|\s+was|'s) the capital)\b",
     re.I,
 )
-STREET_WORDS = frozenset(
-    [
-        "street",
-        "road",
-        "lane",
-        "avenue",
-        "square",
-        "drive",
-        "close",
-        "row",
-        "terrace",
-        "crescent",
-        "way",
-        "place",
-        "hill",
-        "gate",
-        "walk",
-        "court",
-    ]
+STREET_WORDS = _words(
+    "street road lane avenue square drive close row terrace crescent way place hill gate walk court"
 )
 """Words that end a street's name ("Mill Lane"): an address, not a person."""
 PRONOUNS = frozenset(["he", "she", "they", "his", "her", "their"])
@@ -131,6 +166,23 @@ def asks_for_place(question: str) -> bool:
     return bool(_PLACE_QUESTION.match(question))
 
 
+def asks_for_word_of_kind(question: str) -> str | None:
+    """The lower-case kind a question asks for (a key of :data:`WORDS_OF_KIND`): "What
+    currency is used in ...", "Which fruit ...", "What animal is the mascot ..."."""
+    match = _KIND_QUESTION.search(question)
+    if match is None:
+        return None
+    return (match.group("kind") or match.group("attribute")).casefold()
+
+
+def named_thing(question: str) -> str | None:
+    """The thing whose name is asked for: "ship" in "What is the name of the ship in
+    ..."; a name answers it only when it stands next to that word ("The ship, the Sable
+    Heron, ...")."""
+    match = _NAME_OF.search(question)
+    return match.group(1).casefold() if match else None
+
+
 def material_positions(sentence: str, word_starts: list[int]) -> list[int]:
     """Indexes (into the words starting at ``word_starts``) of the words right after
     each place ``sentence`` says what a thing is made of."""
@@ -140,3 +192,28 @@ def material_positions(sentence: str, word_starts: list[int]) -> list[int]:
         if after:
             positions.append(after[0])
     return positions
+
+
+def expected_answer(question: str, shape: QuestionShape | None = None) -> str | None:
+    """The kind of answer ``question`` asks for: ``number`` (a time of day too), ``date``,
+    ``person``, ``place``, another ``name``, ``colour``, ``material`` (what a thing is
+    made of), a lower-case kind of :data:`WORDS_OF_KIND` (``currency``, ``fruit``,
+    ``animal``), or None."""
+    shape = shape or analyse_question(question)
+    if shape.expects is not None:
+        return shape.expects
+    thing = named_thing(question)
+    if asks_for_person(question) or thing in _PERSON_NOUNS:
+        return "person"
+    kind = asks_for_word_of_kind(question)
+    if kind is not None:
+        return kind
+    if asks_for_colour(question):
+        return "colour"
+    if asks_for_material(question):
+        return "material"
+    if asks_for_place(question):
+        return "place"
+    if _EXPECTS_NAME.match(question):
+        return "name"
+    return None

@@ -17,125 +17,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from worker.internet.answer_kind import (
-    CLOCK_TIME,
     COLOURS,
+    FULL_DATE,
+    MONTH_YEAR,
+    MONTHS,
+    NOT_NAMES,
     PRONOUNS,
     STREET_WORDS,
-    asks_for_clock_time,
-    asks_for_colour,
-    asks_for_material,
-    asks_for_person,
-    asks_for_place,
+    WORDS_OF_KIND,
+    expected_answer,
     material_positions,
+    named_thing,
 )
-from worker.internet.rank import QuestionShape, analyse_question, tokenize
+from worker.internet.measure import MEASURE, is_number_answer, is_year, measure_kinds, unit_kinds
+from worker.internet.rank import QuestionShape, analyse_question, stem, tokenize
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[]?[A-Z0-9])")
 _TABLE_CELL = re.compile(r"\s*\|\s*")
+_ROW_BREAK = re.compile(r"(?<=\|)\s+(?=\|\s)")  # "| Porsk | | Language | ..."
+_TABLE_START = re.compile(r"(?<=[.!?])\s+(?=\|\s)")  # "... 240,000. | Capital | ..."
 _WORD = re.compile(r"[\w'\u2019-]+")
-_NUMBER_WORDS = frozenset(
-    [
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-        "ten",
-        "eleven",
-        "twelve",
-        "thirteen",
-        "fourteen",
-        "fifteen",
-        "sixteen",
-        "seventeen",
-        "eighteen",
-        "nineteen",
-        "twenty",
-        "thirty",
-        "forty",
-        "fifty",
-        "sixty",
-        "seventy",
-        "eighty",
-        "ninety",
-        "hundred",
-        "thousand",
-        "million",
-        "billion",
-        "trillion",
-        "dozen",
-        "half",
-    ]
-)
-_MONTHS = frozenset(
-    [
-        "january",
-        "february",
-        "march",
-        "april",
-        "may",
-        "june",
-        "july",
-        "august",
-        "september",
-        "october",
-        "november",
-        "december",
-    ]
-)
-_YEAR_CUES = frozenset(["in", "since", "by", "from", "until", "before", "after", "of", "circa"])
-_YEAR = re.compile(r"^(1[0-9]{3}|20[0-9]{2})s?$")
-_EXPECTS_NAME = re.compile(
-    r"^\s*(who|whom|whose|where|(in |from )?(what|which) (city|country|town|place|person|company"
-    r"|river|lake|sea|team|capital|language)|what(\s+is|\s+was|'s) the (name|capital"
-    r"|language)|what(\s+is|\s+was|'s) the \w+est\b"
-    # "Which architect designed ...": which and a noun (not "which is", "which of").
-    r"|(in |from |by )?which (?!(is|was|are|were|one|ones|of|do|does|did|can|has|have)\b)\w+)\b",
-    re.I,
-)
-# Not "currency": currencies are written in lower case ("the krona"), not as names.
-# Capitalised words that start sentences or are too common to be an answer.
-_NOT_NAMES = frozenset(
-    [
-        "the",
-        "a",
-        "an",
-        "it",
-        "its",
-        "this",
-        "that",
-        "these",
-        "those",
-        "he",
-        "she",
-        "they",
-        "we",
-        "you",
-        "i",
-        "in",
-        "on",
-        "at",
-        "of",
-        "for",
-        "to",
-        "and",
-        "or",
-        "but",
-        "by",
-        "with",
-        "from",
-        "as",
-        "after",
-        "before",
-        "during",
-        "since",
-        "about",
-    ]
-)
 
 MAX_QUOTE_CHARS = 320
 """Longest quote; a longer sentence is cut around the words that matched the question."""
@@ -177,6 +78,21 @@ unit the asked attribute has: in another kind ("14 miles" for "how much did it c
 or in none ("all four feet" for "how fast")."""
 
 
+NAMED_WITHIN = 4
+"""For "What is the name of the ship ...", a name answers only this close to "ship"."""
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """What a question asks for: the kind of answer, its words (no answer repeats
+    them), the units a measured answer comes in, the thing whose name is asked."""
+
+    expects: str | None
+    question_words: frozenset[str]
+    kinds: frozenset[str]
+    thing: str | None
+
+
 @dataclass(frozen=True)
 class Quote:
     """A sentence from source ``source_index`` and how well it answers (higher is better)."""
@@ -202,34 +118,27 @@ class QuotedPassage:
 def split_sentences(text: str) -> list[str]:
     """The sentences of ``text`` (a table row counts as one)."""
     sentences: list[str] = []
-    for line in text.split("\n"):
+    for line in _table_rows(text):
         for sentence in _SENTENCE_END.split(line):
             sentence = sentence.strip()
             if sentence.startswith("|"):
-                sentence = _TABLE_CELL.sub(" ", sentence.strip("| ")).strip() + "."
+                sentence = _TABLE_CELL.sub(" ", sentence.strip("| ")).strip().rstrip(".") + "."
             if len(sentence.split()) >= 3:
                 sentences.append(sentence)
     return sentences
 
 
-def expected_answer(question: str, shape: QuestionShape | None = None) -> str | None:
-    """The kind of answer ``question`` asks for: ``number`` (a time of day too), ``date``,
-    ``person``, ``place``, another ``name``, ``colour``, ``material`` (what a thing is
-    made of), or None."""
-    shape = shape or analyse_question(question)
-    if shape.expects is not None:
-        return shape.expects
-    if asks_for_person(question):
-        return "person"
-    if asks_for_colour(question):
-        return "colour"
-    if asks_for_material(question):
-        return "material"
-    if asks_for_place(question):
-        return "place"
-    if _EXPECTS_NAME.match(question):
-        return "name"
-    return None
+def _table_rows(text: str) -> list[str]:
+    """The lines of ``text``, with a table's rows on lines of their own: a passage joins
+    short lines with spaces ("... 240,000. | Capital | Porsk | | Currency | Velland mark |")."""
+    lines: list[str] = []
+    for line in text.split("\n"):
+        rows = _ROW_BREAK.split(line)
+        lead = _TABLE_START.split(rows[0], maxsplit=1)
+        if len(lead) == 2 and "|" not in lead[0]:
+            rows[:1] = lead
+        lines.extend(rows)
+    return lines
 
 
 def pick_quotes(question: str, passages: Sequence[QuotedPassage]) -> list[Quote]:
@@ -238,8 +147,12 @@ def pick_quotes(question: str, passages: Sequence[QuotedPassage]) -> list[Quote]
     if not shape.terms or not passages:
         return []
     expects = expected_answer(question, shape)
-    question_words = {word.casefold() for word in _WORD.findall(question)}
-    kinds = unit_kinds(question)
+    asked = _Asked(
+        expects=expects,
+        question_words=frozenset(word.casefold() for word in _WORD.findall(question)),
+        kinds=unit_kinds(question),
+        thing=named_thing(question) if expects == "name" else None,
+    )
     top = max((passage.score for passage in passages), default=0.0) or 1.0
     sentences = [
         (n, s)
@@ -255,9 +168,7 @@ def pick_quotes(question: str, passages: Sequence[QuotedPassage]) -> list[Quote]
     best_of: dict[int, Quote] = {}
     for number, sentence in sentences:
         passage = passages[number]
-        score = _sentence_score(
-            shape, idf, expects, question_words, sentence, contexts[number], kinds
-        )
+        score = _sentence_score(shape, idf, asked, sentence, contexts[number])
         if score <= 0:
             continue
         near = [*tokenize(sentence), "", *tokenize(passage.context), "", *tokenize(passage.title)]
@@ -318,13 +229,7 @@ def _idf(shape: QuestionShape, sentence_tokens: list[set[str]]) -> dict[str, flo
 
 
 def _sentence_score(
-    shape: QuestionShape,
-    idf: dict[str, float],
-    expects: str | None,
-    question_words: set[str],
-    sentence: str,
-    around: set[str],
-    kinds: frozenset[str] = frozenset(),
+    shape: QuestionShape, idf: dict[str, float], asked: _Asked, sentence: str, around: set[str]
 ) -> float:
     present = set(tokenize(sentence))
     terms = list(dict.fromkeys(shape.terms))
@@ -341,12 +246,12 @@ def _sentence_score(
     if coverage == 0 and not related:
         return 0.0
     score = coverage + (0.5 * max(idf[term] for term in related) / weight if related else 0.0)
-    if expects is None:
+    if asked.expects is None:
         return score
-    answers = _answer_positions(sentence, expects, question_words)
+    answers = _answer_positions(sentence, asked)
     if not answers:
         return score * MISSING_ANSWER_FACTOR
-    score += ANSWER_WEIGHT * _answer_strength(sentence, expects, answers, kinds)
+    score += ANSWER_WEIGHT * _answer_strength(sentence, asked.expects, answers, asked.kinds)
     words = [word.casefold() for word in _WORD.findall(sentence)]
     anchors = [
         index
@@ -359,10 +264,13 @@ def _sentence_score(
     return score
 
 
-def _answer_positions(sentence: str, expects: str, question_words: set[str]) -> list[int]:
-    """Word positions in ``sentence`` that could be the answer, of the kind expected."""
+def _answer_positions(sentence: str, asked: _Asked) -> list[int]:
+    """Word positions in ``sentence`` that could be the answer, of the kind expected;
+    for "the name of the ship", only a name next to "ship" (within :data:`NAMED_WITHIN`
+    words)."""
     matches = list(_WORD.finditer(sentence))
     words = [match.group() for match in matches]
+    expects, question_words = asked.expects, asked.question_words
     if expects == "material":
         return material_positions(sentence, [match.start() for match in matches])
     positions: list[int] = []
@@ -371,27 +279,30 @@ def _answer_positions(sentence: str, expects: str, question_words: set[str]) -> 
         if lower in question_words:
             continue
         if expects == "number":
-            after = words[index - 1].casefold() if index > 0 else ""
-            if _YEAR.match(lower) and (after in _YEAR_CUES or after in _MONTHS):
-                continue  # "opened in 2016" is no answer to "how many"
-            if any(ch.isdigit() for ch in word) or lower in _NUMBER_WORDS:
+            if is_number_answer(words, index):  # "opened in 2016" is none to "how many"
                 positions.append(index)
         elif expects == "date":
-            if _YEAR.match(lower) or lower in _MONTHS:
+            if is_year(lower) or lower in MONTHS:
                 positions.append(index)
         elif expects == "colour":
             if lower in COLOURS:
+                positions.append(index)
+        elif expects in WORDS_OF_KIND:
+            if lower in WORDS_OF_KIND[expects]:
                 positions.append(index)
         elif expects == "person" and _in_street_name(words, index):
             continue
         elif (
             word[:1].isupper()
             and (index > 0 or _starts_a_name(words, question_words))
-            and lower not in _NOT_NAMES
-            and lower not in _MONTHS
+            and lower not in NOT_NAMES
+            and lower not in MONTHS
             and not any(ch.isdigit() for ch in word)
         ):
             positions.append(index)
+    if asked.thing is not None:
+        things = [i for i, word in enumerate(words) if stem(word.casefold()) == stem(asked.thing)]
+        positions = [p for p in positions if any(abs(p - i) <= NAMED_WITHIN for i in things)]
     return positions
 
 
@@ -403,103 +314,13 @@ def _in_street_name(words: list[str], index: int) -> bool:
     )
 
 
-def _starts_a_name(words: list[str], question_words: set[str]) -> bool:
+def _starts_a_name(words: list[str], question_words: frozenset[str]) -> bool:
     """Whether a sentence's first word begins a name: the next word is capitalised and
     no question word ("Delphine Wakeham, who won two titles, ..."; not "Tours of ..." or
     "Join Trellis Robotics ..." for a question about Trellis Robotics)."""
     if len(words) < 2 or not words[1][:1].isupper():
         return False
-    return words[1].casefold() not in _NOT_NAMES | question_words
-
-
-_MONTH = "(" + "|".join(sorted(_MONTHS)) + ")"
-_FULL_DATE = re.compile(
-    rf"\b(\d{{1,2}}(st|nd|rd|th)? (of )?{_MONTH},? \d{{3,4}}"
-    rf"|{_MONTH} \d{{1,2}}(st|nd|rd|th)?,? \d{{3,4}})\b",
-    re.I,
-)
-_MONTH_YEAR = re.compile(rf"\b{_MONTH},? \d{{3,4}}\b", re.I)
-_UNIT_KINDS = {
-    "length": r"mm|cm|m|km|metres?|meters?|kilometres?|kilometers?|feet|foot|ft|inch(?:es)?"
-    r"|miles?|yards?",
-    "area": r"square (?:kilometres?|kilometers?|metres?|meters?|miles?|feet)|km2|m2"
-    r"|hectares?|acres?",
-    "speed": r"km/h|mph|kph|knots?|m/s|(?:kilometres?|kilometers?|miles?) (?:an|per) hour",
-    "mass": r"g|kg|grams?|kilo(?:gram)?s?|tonnes?|tons?|pounds?|lbs?|ounces?",
-    "temperature": r"°\s?[CF]|degrees?|kelvin|K",
-    "volume": r"ml|l|litres?|liters?|gallons?",
-    "share": r"percent|per cent|%",
-    "time": r"seconds?|minutes?|hours?|days?|weeks?|months?|years?|centuries",
-    "money": r"(?:(?:million|billion) )?(?:dollars|euros|pounds|crowns|francs|yen)",
-}
-_UNITS = "|".join([*_UNIT_KINDS.values(), "million", "billion"])
-_MEASURE = re.compile(rf"\d(?:[\d,.]*\d)?\s?(?:{_UNITS})(?![\w/])", re.I)
-_KIND_OF = {
-    kind: re.compile(rf"\d(?:[\d,.]*\d)?\s?(?:{units})(?![\w/])", re.I)
-    for kind, units in _UNIT_KINDS.items()
-}
-_MONEY_SYMBOL = re.compile(r"[$\u00a3\u20ac\u00a5]\s?\d")
-# The units an asked attribute is measured in ("how fast": km/h, not "four feet").
-_ATTRIBUTE_KINDS: tuple[tuple[frozenset[str], frozenset[str]], ...] = (
-    (
-        frozenset(
-            [
-                "tall",
-                "high",
-                "height",
-                "elevation",
-                "far",
-                "distance",
-                "deep",
-                "depth",
-                "wide",
-                "width",
-                "wingspan",
-                "diameter",
-                "radius",
-                "range",
-                "span",
-                "length",
-            ]
-        ),
-        frozenset({"length"}),
-    ),
-    (frozenset({"long"}), frozenset({"length", "time"})),
-    (frozenset({"area"}), frozenset({"area"})),
-    (frozenset({"fast", "speed"}), frozenset({"speed"})),
-    (frozenset({"heavy", "weight", "weigh", "mass"}), frozenset({"mass"})),
-    (
-        frozenset(
-            ["hot", "cold", "warm", "temperature", "boil", "boiling", "melting", "freezing", "oven"]
-        ),
-        frozenset({"temperature"}),
-    ),
-    (frozenset({"old", "age", "lifespan", "duration"}), frozenset({"time"})),
-    (frozenset({"percentage", "percent", "share", "proportion"}), frozenset({"share"})),
-    (frozenset({"cost", "costs", "price", "pay", "spend", "spent", "worth"}), frozenset({"money"})),
-)
-
-
-def unit_kinds(question: str) -> frozenset[str]:
-    """The kinds of unit an answer to ``question`` is measured in (``length``, ``time``,
-    ``money`` ...); empty when the question names no measured attribute."""
-    words = {word.casefold() for word in _WORD.findall(question)}
-    kinds: set[str] = {"clock"} if asks_for_clock_time(question) else set()
-    for triggers, found in _ATTRIBUTE_KINDS:
-        if triggers & words:
-            kinds |= found
-    return frozenset(kinds)
-
-
-def _measure_kinds(sentence: str) -> set[str]:
-    kinds = {kind for kind, pattern in _KIND_OF.items() if pattern.search(sentence)}
-    if _MONEY_SYMBOL.search(sentence):
-        kinds.add("money")
-    if CLOCK_TIME.search(sentence):
-        kinds.add("clock")
-    if "area" in kinds:
-        kinds.discard("length")
-    return kinds
+    return words[1].casefold() not in NOT_NAMES | question_words
 
 
 def _answer_strength(
@@ -508,9 +329,9 @@ def _answer_strength(
     """How specific the answer is: a full date beats a year, a full name a single word, a
     measure in the asked kind of unit a bare number, which beats one in another unit."""
     if expects == "date":
-        if _FULL_DATE.search(sentence):
+        if FULL_DATE.search(sentence):
             return 1.0 + FULL_ANSWER_BONUS
-        return 1.0 + FULL_ANSWER_BONUS / 2 if _MONTH_YEAR.search(sentence) else 1.0
+        return 1.0 + FULL_ANSWER_BONUS / 2 if MONTH_YEAR.search(sentence) else 1.0
     if expects in ("person", "name"):
         paired = any(b - a == 1 for a, b in itertools.pairwise(answers))
         return 1.0 + FULL_ANSWER_BONUS if paired else 1.0
@@ -521,10 +342,10 @@ def _answer_strength(
     if expects != "number":
         return 1.0  # a place's name is one word as often as two; a colour
     if kinds:
-        if _measure_kinds(sentence) & kinds:
+        if measure_kinds(sentence) & kinds:
             return 1.0 + FULL_ANSWER_BONUS * MATCHING_UNIT_BONUS
         return UNMATCHED_NUMBER_STRENGTH
-    if _MEASURE.search(sentence):
+    if MEASURE.search(sentence):
         return 1.0 + FULL_ANSWER_BONUS * UNIT_BONUS
     return 1.0
 

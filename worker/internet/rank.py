@@ -19,6 +19,15 @@ from bm25s.stopwords import STOPWORDS_EN_PLUS
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 _VOWEL = re.compile(r"[aeiouy]")
+_IRREGULAR_PLURALS = {
+    "women": "woman",
+    "men": "man",
+    "children": "child",
+    "feet": "foot",
+    "teeth": "tooth",
+    "mice": "mouse",
+    "geese": "goose",
+}
 # Words that say how a question is asked, not what it is about.
 _QUERY_FILLERS = frozenset(
     {"tell", "know", "please", "explain", "many", "much", "would", "could", "also", "get"}
@@ -115,11 +124,14 @@ class RankedPassage:
 
 
 def stem(word: str) -> str:
-    """A light English suffix stripper (plurals, then -ing, -ed, -ly), enough to match
-    "boils"/"boiling"/"boiled" and "sinkings"/"sink" without a stemming library."""
+    """A light English suffix stripper (plurals, then -ing, -ed, -ly, then a final -e),
+    enough to match "boils"/"boiling"/"boiled", "sinkings"/"sink" and
+    "cruise"/"cruising"/"cruises" without a stemming library."""
+    if word in _IRREGULAR_PLURALS:
+        return _IRREGULAR_PLURALS[word]
     if len(word) <= 3 or not word.isalpha():
         return word
-    word = _strip_plural(word)
+    word = _strip_final_e(_strip_plural(word))
     for suffix, min_root in (("ing", 3), ("edly", 3), ("ed", 3), ("ly", 4)):
         root = word[: -len(suffix)]
         # The root must keep a vowel ("string" is no "str"+"ing") and "-eed" is no past
@@ -134,6 +146,14 @@ def stem(word: str) -> str:
         if len(root) > 3 and root[-1] == root[-2] and root[-1] not in "lsz":
             root = root[:-1]  # "running" -> "run"
         return root
+    return word
+
+
+def _strip_final_e(word: str) -> str:
+    # "-ing" and "-es" take a silent e with them ("cruising", "closes"), so the bare
+    # word loses it too ("cruise" -> "cruis"); "-ee" stays ("free", "degree").
+    if len(word) > 3 and word.endswith("e") and not word.endswith("ee"):
+        return word[:-1]
     return word
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from shared.settings import Settings
+from worker.internet.answer_kind import expected_answer
 from worker.internet.lead import (
     LEAD_MAX_CHARS,
     MIN_LEAD_SCORE,
@@ -15,13 +16,12 @@ from worker.internet.lead import (
     lead_text,
     model_parameters,
 )
+from worker.internet.measure import unit_kinds
 from worker.internet.quote import (
     Quote,
     QuotedPassage,
-    expected_answer,
     pick_quotes,
     split_sentences,
-    unit_kinds,
 )
 
 
@@ -34,6 +34,11 @@ def test_sentences_are_split_at_their_ends_and_table_rows_are_one() -> None:
     ]
 
 
+def test_table_rows_joined_into_a_passage_line_are_sentences_of_their_own() -> None:
+    text = "Tarrow is an island republic. | Capital | Porsk | | Currency | Tarrow dellin |"
+    assert split_sentences(text) == ["Tarrow is an island republic.", "Currency Tarrow dellin."]
+
+
 @pytest.mark.parametrize(
     ("question", "kind"),
     [
@@ -41,7 +46,7 @@ def test_sentences_are_split_at_their_ends_and_table_rows_are_one() -> None:
         ("When did the railway open?", "date"),
         ("In which month is the festival held?", "date"),
         ("Who invented the quillon engine?", "person"),
-        ("What is the capital of Kelbrin?", "name"),
+        ("What is the capital of Kelbrin?", "place"),  # "Saltmere" as good as "Port Arden"
         ("In which town was the treaty signed?", "place"),
         ("Which architect designed the Vantry Concert Hall?", "name"),
         ("What share of Lundria's electricity comes from wind?", "number"),
@@ -52,7 +57,13 @@ def test_sentences_are_split_at_their_ends_and_table_rows_are_one() -> None:
         ("What is the main ingredient of skellan?", "material"),
         ("What is the bell made of?", "material"),
         ("Which of the two bridges is older?", None),
-        ("What is the currency of Tarrow?", None),  # "the dellin": no capital letter
+        ("What is the currency of Tarrow?", "currency"),  # "the dellin": lower case
+        ("Which currency do they use in Tarrow?", "currency"),
+        ("Which fruit goes into a Vellan tart?", "fruit"),  # not a capitalised name
+        ("What kind of animal is the club's mascot?", "animal"),
+        ("What is the name of the ship in the novel?", "name"),
+        ("What is the name of the author of The Gull Road?", "person"),
+        ("What is the roof made of?", "material"),
         ("Why is the sky blue?", None),
     ],
 )
@@ -376,3 +387,84 @@ def test_model_size_from_gguf_metadata() -> None:
     assert 100e6 < (estimate_parameters(smollm2) or 0) < 200e6
     assert 6e9 < (estimate_parameters(llama7b) or 0) < 7.5e9
     assert estimate_parameters({}) is None
+
+
+def test_made_in_a_year_is_no_material_and_covered_in_says_what_it_is_made_of() -> None:
+    passages = [
+        QuotedPassage(
+            1,
+            "The Kessel Gates at the north entrance were made in 1802 by the smith Anna "
+            "Brook. They are of cast bronze, and are 6 metres high.",
+            1.0,
+            title="Kessel Park",
+        ),
+        QuotedPassage(
+            2,
+            "Its low roof is covered in Marrow stone tiles, brought from the quarry by barge.",
+            1.0,
+            title="Kessel Chapel",
+        ),
+    ]
+    assert "cast bronze" in pick_quotes("What are the Kessel Gates made of?", passages)[0].text
+    quote = pick_quotes("What is the roof of Kessel Chapel made of?", passages)[0]
+    assert "Marrow stone" in quote.text and quote.score >= MIN_LEAD_SCORE
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("Which fruit is used in a Dallow pie?", "damsons"),
+        ("What currency is used in Dallow?", "Dallow crown"),
+        ("What animal is the mascot of Dallow Town?", "otter"),
+    ],
+)
+def test_a_word_of_the_asked_kind_answers_which_fruit_currency_or_animal(
+    question: str, answer: str
+) -> None:
+    passages = [
+        QuotedPassage(
+            1,
+            "Dallow is a small island with 9,000 people. | Capital | Hove | | Currency | "
+            "Dallow crown |\nDallow Town play at the Quay ground; their mascot is an otter "
+            "called Pip.\nA Dallow pie is baked for the harvest. The filling is damsons, "
+            "stewed in honey.",
+            1.0,
+            title="Dallow",
+        )
+    ]
+    quote = pick_quotes(question, passages)[0]
+    assert answer in quote.text
+    assert quote.score >= MIN_LEAD_SCORE
+
+
+def test_the_name_of_a_thing_stands_next_to_that_thing() -> None:
+    passages = [
+        QuotedPassage(
+            1,
+            "Lena Marsh's novel The Salt Road is a sea story about grief.",
+            1.0,
+            title="The Salt Road to become a film",
+        ),
+        QuotedPassage(
+            2,
+            "The ship, the Grey Petrel, is almost a character in the novel.",
+            1.0,
+            title="Review: The Salt Road",
+        ),
+    ]
+    quote = pick_quotes("What is the name of the ship in the novel The Salt Road?", passages)[0]
+    assert "Grey Petrel" in quote.text
+
+
+def test_a_weekday_s_own_hours_answer_for_that_day() -> None:
+    passages = [
+        QuotedPassage(
+            1,
+            "The Fenn Gallery is on Quay Street. From Monday to Saturday the gallery is open "
+            "from 9 am to 5 pm. On Sundays it opens at noon and closes at 3 pm.",
+            1.0,
+            title="Visit the Fenn Gallery",
+        )
+    ]
+    quote = pick_quotes("What time does the Fenn Gallery close on Sundays?", passages)[0]
+    assert "3 pm" in quote.text

@@ -202,6 +202,11 @@ def test_stemming_and_tokens() -> None:
     assert {stem(w) for w in ("boil", "boils", "boiling", "boiled")} == {"boil"}
     assert stem("running") == "run" and stem("cities") == "city" and stem("boxes") == "box"
     assert stem("string") == "string" and stem("speed") == "speed" and stem("glass") == "glass"
+    # A silent e goes with -ing and -es, so the bare word drops it too.
+    assert {stem(w) for w in ("cruise", "cruises", "cruising", "cruised")} == {"cruis"}
+    assert {stem(w) for w in ("close", "closes", "closing")} == {"clos"}
+    assert stem("free") == "free" and stem("degree") == "degree"
+    assert stem("women") == stem("woman") and stem("children") == stem("child")
     assert tokenize("What is the height of the Eiffel Tower?") == ["height", "eiffel", "tower"]
 
 
@@ -232,7 +237,7 @@ def test_attribute_words_expand_the_question() -> None:
     # Pages say "the summit rises to", "the fastest land animal", "went on sale".
     assert set(tokenize("The summit rises")) & set(analyse_question("How high?").related)
     assert "fastest" in analyse_question("How fast can a cheetah run?").related
-    assert "sale" in analyse_question("When was the first iPhone released?").related
+    assert stem("sale") in analyse_question("When was the first iPhone released?").related
     assert "resident" in analyse_question("How many people live in Yarrowby?").related
 
 

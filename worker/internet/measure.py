@@ -1,0 +1,151 @@
+"""Numbers as answers: which kinds of unit a question's attribute is measured in ("how
+fast": km/h, not "four feet"), which a sentence holds, and which numbers are no answer
+to "how many" ("opened in 2016")."""
+
+from __future__ import annotations
+
+import re
+
+from worker.internet.answer_kind import CLOCK_TIME, MONTHS, asks_for_clock_time
+
+NUMBER_WORDS = frozenset(
+    [
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
+        "nineteen",
+        "twenty",
+        "thirty",
+        "forty",
+        "fifty",
+        "sixty",
+        "seventy",
+        "eighty",
+        "ninety",
+        "hundred",
+        "thousand",
+        "million",
+        "billion",
+        "trillion",
+        "dozen",
+        "half",
+    ]
+)
+"""Numbers written as words; a sentence holding one holds a number."""
+_YEAR_CUES = frozenset(["in", "since", "by", "from", "until", "before", "after", "of", "circa"])
+_YEAR = re.compile(r"^(1[0-9]{3}|20[0-9]{2})s?$")
+_WORD = re.compile(r"[\w'\u2019-]+")
+
+_UNIT_KINDS = {
+    "length": r"mm|cm|m|km|metres?|meters?|kilometres?|kilometers?|feet|foot|ft|inch(?:es)?"
+    r"|miles?|yards?",
+    "area": r"square (?:kilometres?|kilometers?|metres?|meters?|miles?|feet)|km2|m2"
+    r"|hectares?|acres?",
+    "speed": r"km/h|mph|kph|knots?|m/s|(?:kilometres?|kilometers?|miles?) (?:an|per) hour",
+    "mass": r"g|kg|grams?|kilo(?:gram)?s?|tonnes?|tons?|pounds?|lbs?|ounces?",
+    "temperature": r"°\s?[CF]|degrees?|kelvin|K",
+    "volume": r"ml|l|litres?|liters?|gallons?",
+    "share": r"percent|per cent|%",
+    "time": r"seconds?|minutes?|hours?|days?|weeks?|months?|years?|centuries",
+    "money": r"(?:(?:million|billion) )?(?:dollars|euros|pounds|crowns|francs|yen)",
+}
+_UNITS = "|".join([*_UNIT_KINDS.values(), "million", "billion"])
+MEASURE = re.compile(rf"\d(?:[\d,.]*\d)?\s?(?:{_UNITS})(?![\w/])", re.I)
+"""A number with its unit: "4,127 metres", "11 weeks"."""
+_KIND_OF = {
+    kind: re.compile(rf"\d(?:[\d,.]*\d)?\s?(?:{units})(?![\w/])", re.I)
+    for kind, units in _UNIT_KINDS.items()
+}
+_MONEY_SYMBOL = re.compile(r"[$\u00a3\u20ac\u00a5]\s?\d")
+# The units an asked attribute is measured in ("how fast": km/h, not "four feet").
+_ATTRIBUTE_KINDS: tuple[tuple[frozenset[str], frozenset[str]], ...] = (
+    (
+        frozenset(
+            [
+                "tall",
+                "high",
+                "height",
+                "elevation",
+                "far",
+                "distance",
+                "deep",
+                "depth",
+                "wide",
+                "width",
+                "wingspan",
+                "diameter",
+                "radius",
+                "range",
+                "span",
+                "length",
+            ]
+        ),
+        frozenset({"length"}),
+    ),
+    (frozenset({"long"}), frozenset({"length", "time"})),
+    (frozenset({"area"}), frozenset({"area"})),
+    (frozenset({"fast", "speed"}), frozenset({"speed"})),
+    (frozenset({"heavy", "weight", "weigh", "mass"}), frozenset({"mass"})),
+    (
+        frozenset(
+            ["hot", "cold", "warm", "temperature", "boil", "boiling", "melting", "freezing", "oven"]
+        ),
+        frozenset({"temperature"}),
+    ),
+    (frozenset({"old", "age", "lifespan", "duration"}), frozenset({"time"})),
+    (frozenset({"percentage", "percent", "share", "proportion"}), frozenset({"share"})),
+    (frozenset({"cost", "costs", "price", "pay", "spend", "spent", "worth"}), frozenset({"money"})),
+)
+
+
+def unit_kinds(question: str) -> frozenset[str]:
+    """The kinds of unit an answer to ``question`` is measured in (``length``, ``time``,
+    ``money`` ...); empty when the question names no measured attribute."""
+    words = {word.casefold() for word in _WORD.findall(question)}
+    kinds: set[str] = {"clock"} if asks_for_clock_time(question) else set()
+    for triggers, found in _ATTRIBUTE_KINDS:
+        if triggers & words:
+            kinds |= found
+    return frozenset(kinds)
+
+
+def measure_kinds(sentence: str) -> set[str]:
+    """The kinds of unit the numbers in ``sentence`` are in."""
+    kinds = {kind for kind, pattern in _KIND_OF.items() if pattern.search(sentence)}
+    if _MONEY_SYMBOL.search(sentence):
+        kinds.add("money")
+    if CLOCK_TIME.search(sentence):
+        kinds.add("clock")
+    if "area" in kinds:
+        kinds.discard("length")
+    return kinds
+
+
+def is_number_answer(words: list[str], index: int) -> bool:
+    """Whether ``words[index]`` is a number that may answer "how many": not a year after
+    "in", "since", a month ... ("opened in 2016")."""
+    word = words[index].casefold()
+    before = words[index - 1].casefold() if index > 0 else ""
+    if _YEAR.match(word) and (before in _YEAR_CUES or before in MONTHS):
+        return False
+    return any(ch.isdigit() for ch in word) or word in NUMBER_WORDS
+
+
+def is_year(word: str) -> bool:
+    """A year ("1887") or a decade ("1880s")."""
+    return bool(_YEAR.match(word))

@@ -86,8 +86,8 @@ class Stack:
 
     @property
     def pool(self) -> str:
-        """The workers' pool: solo on a GPU (README "GPU hosts": CUDA is never touched
-        before a fork), else prefork, as the Procfile runs them."""
+        """The workers' pool, as ``chatbot up`` chooses it (``shared.cli.worker_pool``):
+        solo with GPU layers, else prefork."""
         return "solo" if int(self.env.get("GPU_LAYERS") or 0) > 0 else "prefork"
 
     def live_workers(self) -> int:

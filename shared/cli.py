@@ -150,6 +150,12 @@ def worker_command(
     ]
 
 
+def worker_pool(settings: Settings) -> str:
+    """The pool a worker runs on: solo with GPU layers (CUDA in forked pool children fails,
+    seen on an H200: "CUDA error 3: initialization error"), else prefork."""
+    return "solo" if settings.gpu_layers > 0 else "prefork"
+
+
 def node_name(settings: Settings) -> str:
     """This worker process's Celery node name: unique per process, also for several started
     from one Procfile line on one host (``%h`` is the host name, filled in by Celery)."""
@@ -213,7 +219,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     with embedded_redis(settings):
         processes: list[subprocess.Popen[bytes]] = []
         for index in range(args.workers):
-            command = worker_command(name=f"worker{index + 1}@%h", log_level=settings.log_level)
+            command = worker_command(
+                name=f"worker{index + 1}@%h",
+                pool=worker_pool(settings),
+                log_level=settings.log_level,
+            )
             processes.append(subprocess.Popen(command, cwd=ROOT))
         web = web_command_for(settings, host=host, port=port)
         warn_if_open(settings, host)
@@ -258,7 +268,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = get_settings()
     command = worker_command(
         name=args.name or node_name(settings),
-        pool=args.pool,
+        pool=args.pool or worker_pool(settings),
         concurrency=args.concurrency,
         log_level=settings.log_level,
     )
@@ -340,9 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run one Celery worker on the 'inference' queue")
     worker.add_argument(
         "--pool",
-        default="prefork",
         choices=["prefork", "solo"],
-        help="prefork (default) or solo (GPU workers; see the README)",
+        help="prefork, or solo (GPU workers; see the README); default: solo when "
+        "GPU_LAYERS > 0, else prefork",
     )
     worker.add_argument(
         "--concurrency",

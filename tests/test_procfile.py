@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli import flower_command, node_name, warn_if_open, web_command, worker_command
+from shared.cli import (
+    flower_command,
+    node_name,
+    warn_if_open,
+    web_command,
+    worker_command,
+    worker_pool,
+)
 from shared.settings import Settings
 from tests.conftest import ROOT
 
@@ -119,6 +126,12 @@ def test_chatbot_worker_names_itself_the_same_way() -> None:
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert node_name(settings) == f"worker-{os.getpid()}@%h"
     assert node_name(Settings(dyno="worker.3", _env_file=None)) == "worker.3@%h"  # type: ignore[call-arg]
+
+
+def test_gpu_workers_run_on_the_solo_pool() -> None:
+    # CUDA fails in forked pool children: with GPU layers, chatbot up/worker choose solo.
+    assert worker_pool(Settings(_env_file=None)) == "prefork"  # type: ignore[call-arg]
+    assert worker_pool(Settings(gpu_layers=100, _env_file=None)) == "solo"  # type: ignore[call-arg]
 
 
 def test_flower_requires_basic_auth(tmp_path: Path) -> None:

@@ -193,7 +193,8 @@ class Settings(BaseSettings):
         description=(
             "CPU threads per generation. 0: the host's share, its cores divided among the "
             "generations running on it now (worker processes on one host never oversubscribe "
-            "it; a lone answer gets every core)."
+            "it; a lone answer gets every core), or one when a GPU runs every layer "
+            "(GPU_LAYERS at least the model's layers)."
         ),
     )
     context_length: int = Field(

@@ -61,18 +61,20 @@ def nvidia_gpus() -> list[str]:
     return [line.strip() for line in listed.stdout.splitlines() if line.startswith("GPU ")]
 
 
-def gpu_memory_used_mib() -> dict[str, int]:
-    """Memory in use per visible GPU index, in MiB (empty when unknown)."""
+def _query(*fields: str) -> str | None:
+    """``nvidia-smi`` output for ``fields`` (``--query-...=...``, ``--format=...``); None
+    when it is missing or fails."""
     try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=index,memory.used", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
+        return subprocess.run(
+            ["nvidia-smi", *fields], capture_output=True, text=True, timeout=20, check=True
         ).stdout
     except (OSError, subprocess.SubprocessError):
-        return {}
+        return None
+
+
+def gpu_memory_used_mib() -> dict[str, int]:
+    """Memory in use per visible GPU index, in MiB (empty when unknown)."""
+    out = _query("--query-gpu=index,memory.used", "--format=csv,noheader,nounits") or ""
     used = {}
     for line in out.splitlines():
         index, _, mib = line.partition(",")
@@ -84,16 +86,7 @@ def gpu_memory_used_mib() -> dict[str, int]:
 def process_gpu_memory_mib(pid: int) -> int | None:
     """GPU memory held by ``pid`` per ``nvidia-smi`` (None when it does not list it, as
     inside containers, where it shows host process ids)."""
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
+    out = _query("--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits") or ""
     for line in out.splitlines():
         found, _, mib = line.partition(",")
         if found.strip() == str(pid) and mib.strip().isdigit():
@@ -177,20 +170,7 @@ def _first_token_s(engine: Any, settings: Any, tokens: int) -> tuple[int, float]
 
 def gpu_description() -> dict[str, str]:
     """The first GPU's name, driver and memory per ``nvidia-smi`` (empty without one)."""
-    try:
-        out = subprocess.run(
-            [
-                "nvidia-smi",
-                "--query-gpu=name,driver_version,memory.total",
-                "--format=csv,noheader",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
+    out = _query("--query-gpu=name,driver_version,memory.total", "--format=csv,noheader")
     fields = [field.strip() for field in out.splitlines()[0].split(",")] if out else []
     return dict(zip(("name", "driver", "memory"), fields, strict=False))
 

@@ -173,6 +173,15 @@ def _round(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
 
 
+def with_steps(*, rounds: int, max_new_tokens: int, step_rounds: int) -> dict[str, Any]:
+    """``run``, with each step before the first token timed alone (``bench/hops.py``)."""
+    from bench import hops
+
+    result = run(rounds=rounds, max_new_tokens=max_new_tokens)
+    result["steps_ms_p50"] = hops.run(rounds=step_rounds)["hops_ms_p50"]
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python bench/pipeline.py [--rounds N] [--tokens N] [--out FILE]``: this part alone
     (with ``bench/hops.py``'s steps), e.g. on a GPU machine with ``GPU_LAYERS=100``; its
@@ -184,10 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=200)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    from bench import hops
-
-    result = run(rounds=args.rounds, max_new_tokens=args.tokens)
-    result["steps_ms_p50"] = hops.run(rounds=10)["hops_ms_p50"]
+    result = with_steps(rounds=args.rounds, max_new_tokens=args.tokens, step_rounds=10)
     result["gpu_layers"] = int(os.environ.get("GPU_LAYERS") or 0)
     text = json.dumps(result, indent=2)
     if args.out:

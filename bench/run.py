@@ -60,11 +60,13 @@ def _get(data: dict[str, Any], *path: str) -> Any:
 
 
 def part_pipeline(quick: bool) -> dict[str, Any]:
-    from bench import hops, pipeline
+    from bench import pipeline
 
-    result = pipeline.run(rounds=4 if quick else 12, max_new_tokens=64 if quick else 200)
-    result["steps_ms_p50"] = hops.run(rounds=5 if quick else 20)["hops_ms_p50"]
-    return result
+    return pipeline.with_steps(
+        rounds=4 if quick else 12,
+        max_new_tokens=64 if quick else 200,
+        step_rounds=5 if quick else 20,
+    )
 
 
 def part_workers(quick: bool) -> dict[str, Any]:

@@ -26,7 +26,8 @@ import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from shared.cli import web_command, worker_command  # noqa: E402
+from shared.cli import web_command, worker_command, worker_pool  # noqa: E402
+from shared.settings import Settings  # noqa: E402
 from tests.redis_lease import lease_redis_db  # noqa: E402
 
 POSTGRES_ADMIN = os.environ.get("TEST_POSTGRES_ADMIN", "postgresql://root@127.0.0.1:5432/test")
@@ -88,7 +89,8 @@ class Stack:
     def pool(self) -> str:
         """The workers' pool, as ``chatbot up`` chooses it (``shared.cli.worker_pool``):
         solo with GPU layers, else prefork."""
-        return "solo" if int(self.env.get("GPU_LAYERS") or 0) > 0 else "prefork"
+        gpu_layers = int(self.env.get("GPU_LAYERS") or 0)
+        return worker_pool(Settings(gpu_layers=gpu_layers, _env_file=None))  # type: ignore[call-arg]
 
     def live_workers(self) -> int:
         return int(self.redis.zcount("chatbot:workers", time.time() - 10, "+inf"))

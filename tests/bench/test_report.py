@@ -77,16 +77,21 @@ def test_readme_table_is_rewritten_between_markers(tmp_path: Path) -> None:
     assert page.read_text() == text
 
 
-def test_a_part_runs_alone_and_keeps_the_others(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """The results file and a README page of this test alone; no GPU here, as on CI."""
     results = tmp_path / "latest.json"
     page = tmp_path / "README.md"
     page.write_text(f"{readme.START}\n{readme.END}\n")
-    results.write_text('{"note": "quiet run", "parts": {"burst": {"done": 7, "chats": 200}}}')
     monkeypatch.setattr(run, "RESULTS", results)
     monkeypatch.setattr(readme, "README", page)
-    monkeypatch.setattr("bench.gpu_check.nvidia_gpus", lambda: [])  # as on CI: no GPU
+    monkeypatch.setattr("bench.gpu_check.nvidia_gpus", lambda: [])
+    return results, page
+
+
+def test_a_part_runs_alone_and_keeps_the_others(files: tuple[Path, Path]) -> None:
+    results, page = files
+    results.write_text('{"note": "quiet run", "parts": {"burst": {"done": 7, "chats": 200}}}')
     assert main(["--only", "gpu"]) == 0
     report = json.loads(results.read_text())
     assert report["parts"]["burst"]["done"] == 7  # kept
@@ -107,14 +112,9 @@ def _gpu_report(threads: int, cpu: float, gpu: float, used: bool = True) -> dict
 
 
 def test_gpu_reports_made_elsewhere_are_recorded_with_the_card(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    files: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    results = tmp_path / "latest.json"
-    page = tmp_path / "README.md"
-    page.write_text(f"{readme.START}\n{readme.END}\n")
-    monkeypatch.setattr(run, "RESULTS", results)
-    monkeypatch.setattr(readme, "README", page)
-    monkeypatch.setattr("bench.gpu_check.nvidia_gpus", lambda: [])  # this machine: none
+    results, _ = files
     paths = []
     for threads, cpu, gpu in [(16, 142.0, 102.0), (1, 44.0, 168.0)]:
         paths.append(tmp_path / f"gpu_t{threads}.json")

@@ -39,6 +39,7 @@ RUNNING_KEY = "chatbot:threads:{host}"
 CHANGED_CHANNEL = "chatbot:threads:{host}:changed"
 REFRESH_S = 0.25
 STALE_S = 3.0
+SUBSCRIBED_TIMEOUT_S = 5.0
 
 
 def share(*, cores: int, running: list[str], worker_id: str) -> int:
@@ -133,12 +134,22 @@ class ThreadsBudget:
             yield self.current
             return
         stop = threading.Event()
+        pubsub = None
         try:
             self.refresh(announce=True)
+            # Subscribed here, before the first evaluation, not by the thread: a thread that
+            # connects beside a starting evaluation stalls ggml's spinning threads (a first
+            # token 30-50 ms later on 2 cores). After the announcement, so that it does not
+            # wake the thread; what another worker says in between, the next refresh sees.
+            pubsub = self._subscribe()
         except redis.RedisError as exc:  # no budget is better than no answer
             log.warning("threads budget unavailable, using all cores: %s", exc)
             self._threads = self.cores
-        beat = threading.Thread(target=self._beat, args=(stop,), name="threads", daemon=True)
+            _close(pubsub)
+            pubsub = None
+        beat = threading.Thread(
+            target=self._beat, args=(stop, pubsub), name="threads", daemon=True
+        )
         beat.start()
         try:
             yield self.current
@@ -151,14 +162,18 @@ class ThreadsBudget:
                 self.leave()
             self._threads = self.cores
 
-    def _beat(self, stop: threading.Event) -> None:
-        pubsub = None
+    def _subscribe(self) -> redis.client.PubSub:
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub.subscribe(self.channel)
+        pubsub.get_message(timeout=SUBSCRIBED_TIMEOUT_S)  # the confirmation: read it now
+        return pubsub
+
+    def _beat(self, stop: threading.Event, pubsub: redis.client.PubSub | None) -> None:
         try:
             while not stop.is_set():
                 try:
                     if pubsub is None:
-                        pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-                        pubsub.subscribe(self.channel)
+                        pubsub = self._subscribe()
                     else:  # a worker of this host started or ended a generation, or time
                         pubsub.get_message(timeout=REFRESH_S)
                         while pubsub.get_message(timeout=0) is not None:

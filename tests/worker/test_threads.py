@@ -94,6 +94,23 @@ def test_workers_learn_of_each_other_by_message_not_by_the_clock(
         assert client.zrange(a.key, 0, -1) == [b"h:1"]
 
 
+def test_the_budget_is_subscribed_before_the_first_evaluation_and_its_thread_sleeps(
+    client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A thread that connects or refreshes beside a starting evaluation stalls ggml's
+    # spinning threads: the generation's first token came 30-50 ms later on 2 cores.
+    monkeypatch.setattr("worker.threads.REFRESH_S", 3600.0)
+    one = budget(client, f"h-{uuid.uuid4().hex}", "h:1", cores=2)
+    refreshes = []
+    refresh = one.refresh
+    monkeypatch.setattr(one, "refresh", lambda **kw: refreshes.append(kw) or refresh(**kw))
+    with one.running() as threads:
+        assert client.pubsub_numsub(one.channel) == [(one.channel.encode(), 1)]
+        time.sleep(0.3)  # what the thread would do at once, it would have done by now
+        assert refreshes == [{"announce": True}]  # the announcement only, before the yield
+        assert threads() == 2
+
+
 def test_a_killed_worker_drops_out_of_the_count(client: redis.Redis) -> None:
     host = f"h-{uuid.uuid4().hex}"
     dead = budget(client, host, "h:dead", cores=2)

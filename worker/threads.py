@@ -147,9 +147,7 @@ class ThreadsBudget:
             self._threads = self.cores
             _close(pubsub)
             pubsub = None
-        beat = threading.Thread(
-            target=self._beat, args=(stop, pubsub), name="threads", daemon=True
-        )
+        beat = threading.Thread(target=self._beat, args=(stop, pubsub), name="threads", daemon=True)
         beat.start()
         try:
             yield self.current

@@ -14,6 +14,7 @@ import redis
 
 from shared.settings import Settings
 from worker.engine import OFFLOADED_THREADS, ChatMessage, Engine, SamplingParams, load_engine
+from worker.engine.ctransformers_engine import PROMPT_BATCH_SIZE
 from worker.threads import STALE_S, ThreadsBudget, fixed_threads, share
 
 
@@ -184,3 +185,22 @@ def test_the_engine_asks_the_budget_before_each_evaluation(model_settings: Setti
     assert text
     # One evaluation for the prompt, one per sampled token.
     assert len(asked) == 1 + stream.completion_tokens
+
+
+def test_a_long_prompt_asks_the_budget_before_each_batch(model_settings: Settings) -> None:
+    # A prompt of seconds must not hold its threads while another worker starts beside it.
+    engine = load_engine(model_settings)
+    asked: list[int] = []
+
+    def threads() -> int:
+        asked.append(1)
+        return 2
+
+    words = " ".join(f"word{i}" for i in range(300))
+    prompt = engine.render_prompt([ChatMessage("user", f"Repeat the last word: {words}")])
+    batches = -(-len(prompt) // PROMPT_BATCH_SIZE)
+    assert batches >= 3
+    params = SamplingParams(temperature=0.0, max_new_tokens=2, repetition_penalty=1.0)
+    with engine.stream(prompt, params, threads=threads) as stream:
+        assert "".join(stream)
+    assert len(asked) == batches + stream.completion_tokens

@@ -270,7 +270,12 @@ class CTransformersEngine:
         llm = self._llm
         # reset=True keeps the KV cache for the prompt prefix shared with the last generation.
         todo = llm.prepare_inputs_for_generation(prompt, reset=True)
-        llm.eval(todo, batch_size=PROMPT_BATCH_SIZE, threads=threads())
+        # A batch per call, as ``eval`` would cut it: a long prompt (seconds on a CPU) takes
+        # the host's share anew for each batch, so a worker that starts meanwhile does not
+        # find this one's threads on its cores.
+        for start in range(0, len(todo), PROMPT_BATCH_SIZE):
+            batch = todo[start : start + PROMPT_BATCH_SIZE]
+            llm.eval(batch, batch_size=PROMPT_BATCH_SIZE, threads=threads())
         while True:
             token = llm.sample(**sampling)
             llm.eval([token], batch_size=PROMPT_BATCH_SIZE, threads=threads())

@@ -63,7 +63,7 @@ def part_pipeline(quick: bool) -> dict[str, Any]:
     from bench import pipeline
 
     return pipeline.with_steps(
-        rounds=4 if quick else 12,
+        rounds=4 if quick else 20,
         max_new_tokens=64 if quick else 200,
         step_rounds=5 if quick else 20,
     )

@@ -25,7 +25,7 @@ test: install
 
 lint: install
 	$(BIN)/ruff check shared web worker tests bench
-	$(BIN)/ruff format --check shared web worker
+	$(BIN)/ruff format --check shared web worker bench
 	$(BIN)/mypy
 
 format: install

@@ -32,7 +32,7 @@ def run(*, clients: int = 300, max_new_tokens: int = 64) -> dict[str, Any]:
         report = asyncio.run(fan_out(stack.base, chat_id, clients, stack.web.pid))
         events = _events_sent(stack.base) - before
         report["web_rss_mb"] = round(psutil.Process(stack.web.pid).memory_info().rss / 2**20, 1)
-    seconds = float(report["seconds"])
+    seconds = float(str(report["seconds"]))
     report["sse_events_per_s"] = round(events / seconds, 1) if seconds else None
     report.pop("variants", None) if report.get("identical_text") else None
     return report

@@ -19,6 +19,7 @@ from __future__ import annotations
 import statistics
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from bench.stack import Stack, running
@@ -52,7 +53,7 @@ def _measure(stack: Stack, rounds: int, warmup: int) -> dict[str, Any]:
     settings = Settings(
         database_url=env["DATABASE_URL"],
         redis_url=env["REDIS_URL"],
-        data_dir=env["DATA_DIR"],
+        data_dir=Path(env["DATA_DIR"]),
         _env_file=None,  # type: ignore[call-arg]
     )
     client = sync_client(settings)
@@ -81,9 +82,10 @@ def _measure(stack: Stack, rounds: int, warmup: int) -> dict[str, Any]:
             owner=None, chat_id=chat_id, kind="chat", regenerate=False, request_id=None
         )
         start_ms, returned = _since(began), time.perf_counter()
-        key, last, seen = tokenbus.events_key(str(started.generation_id)), "0", None
+        key, last = tokenbus.events_key(str(started.generation_id)), "0"
+        seen: float | None = None
         while seen is None:
-            for _, entries in client.xread({key: last}, block=10_000) or []:
+            for _, entries in _read(client, key, last):
                 for entry_id, fields in entries:
                     last = entry_id
                     if fields[b"t"] == b"generation" and seen is None:
@@ -127,11 +129,16 @@ def _measure(stack: Stack, rounds: int, warmup: int) -> dict[str, Any]:
     return {"rounds": rounds, "hops_ms_p50": {k: _p50(v) for k, v in samples.items()}}
 
 
+def _read(client: Any, key: str, last: str) -> list[tuple[bytes, list[tuple[str, Any]]]]:
+    """The stream's entries after ``last`` (waits up to 10 s for one)."""
+    return list(client.xread({key: last}, block=10_000) or [])
+
+
 def _wait_done(client: Any, key: str, last: str) -> None:
     from shared import tokenbus
 
     while True:
-        for _, entries in client.xread({key: last}, block=10_000) or []:
+        for _, entries in _read(client, key, last):
             for entry_id, fields in entries:
                 last = entry_id
                 if fields[b"t"].decode() in tokenbus.TERMINAL:

@@ -28,7 +28,7 @@ def evaluate_leads(settings: Settings, sets: Sequence[QuestionSet]) -> dict[str,
     """Fact-in-lead over ``sets``: the share of leads (as with ``EVIDENCE_LEAD=on``) that
     hold the exact fact string, computed without the model; and the share of leads that
     quote two sources."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for qs in sets:
         evidence = select_evidence(
             qs.question, search_result_of(qs), documents_of(qs), settings=settings

@@ -143,6 +143,17 @@ def _table_rows(text: str) -> list[str]:
 
 def pick_quotes(question: str, passages: Sequence[QuotedPassage]) -> list[Quote]:
     """The best sentence of each passage, best first (passages without one are left out)."""
+    best_of: dict[int, Quote] = {}
+    for number, quote in score_sentences(question, passages):
+        current = best_of.get(number)
+        if current is None or quote.score > current.score:
+            best_of[number] = quote
+    return sorted(best_of.values(), key=lambda quote: -quote.score)
+
+
+def score_sentences(question: str, passages: Sequence[QuotedPassage]) -> list[tuple[int, Quote]]:
+    """Every sentence of ``passages`` that answers ``question`` at all, with the position
+    of its passage in ``passages`` and its score (in passage and sentence order)."""
     shape = analyse_question(question)
     if not shape.terms or not passages:
         return []
@@ -165,7 +176,7 @@ def pick_quotes(question: str, passages: Sequence[QuotedPassage]) -> list[Quote]
     term_weight = sum(idf[term] for term in set(shape.terms)) or 1.0
     subject = _subject_terms(shape, passages)
     pairs = set(itertools.pairwise(shape.terms))
-    best_of: dict[int, Quote] = {}
+    scored: list[tuple[int, Quote]] = []
     for number, sentence in sentences:
         passage = passages[number]
         score = _sentence_score(shape, idf, asked, sentence, contexts[number])
@@ -178,10 +189,8 @@ def pick_quotes(question: str, passages: Sequence[QuotedPassage]) -> list[Quote]
         score *= 1.0 - PASSAGE_WEIGHT + PASSAGE_WEIGHT * max(0.0, passage.score) / top
         in_title = sum(idf[term] for term in set(shape.terms) if term in titles[number])
         score *= 1.0 - TITLE_WEIGHT + TITLE_WEIGHT * in_title / term_weight
-        current = best_of.get(number)
-        if current is None or score > current.score:
-            best_of[number] = Quote(passage.source_index, _trim(sentence, shape), score)
-    return sorted(best_of.values(), key=lambda quote: -quote.score)
+        scored.append((number, Quote(passage.source_index, _trim(sentence, shape), score)))
+    return scored
 
 
 def _sentences(text: str, *, with_antecedents: bool) -> list[str]:

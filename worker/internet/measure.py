@@ -108,8 +108,29 @@ _ATTRIBUTE_KINDS: tuple[tuple[frozenset[str], frozenset[str]], ...] = (
         frozenset({"temperature"}),
     ),
     (frozenset({"old", "age", "lifespan", "duration"}), frozenset({"time"})),
-    (frozenset({"percentage", "percent", "share", "proportion"}), frozenset({"share"})),
-    (frozenset({"cost", "costs", "price", "pay", "spend", "spent", "worth"}), frozenset({"money"})),
+    # Alcohol by volume is a share too ("5.8% ABV").
+    (frozenset({"percentage", "percent", "share", "proportion", "abv"}), frozenset({"share"})),
+    (
+        frozenset(
+            [
+                "cost",
+                "costs",
+                "price",
+                "pay",
+                "spend",
+                "spent",
+                "worth",
+                "ticket",
+                "tickets",
+                "admission",
+                "fee",
+                "fees",
+                "fare",
+                "fares",
+            ]
+        ),
+        frozenset({"money"}),
+    ),
 )
 
 

@@ -69,7 +69,7 @@ _EXPECTS_NUMBER = re.compile(
     r"|length|distance|depth|area|size|temperature|speed|weight|mass|number|price|cost|age"
     r"|melting point|boiling point|freezing point|half-life|atomic number|diameter|radius"
     r"|elevation|capacity|lifespan|duration|volume|wingspan|width|range|share|percentage"
-    r"|proportion|fraction))\b",
+    r"|proportion|fraction|abv|alcohol content))\b",
     re.I,
 )
 _NUMBER_WORDS = (

@@ -1,0 +1,75 @@
+"""Picking the sentence that answers: the fifth round's general rules (answer kinds of
+measured shares, prices, opening hours and breeds; the question's own year, time words,
+subject and role), each on made-up sentences."""
+
+from __future__ import annotations
+
+import pytest
+
+from worker.internet.answer_kind import expected_answer
+from worker.internet.lead import MIN_LEAD_SCORE
+from worker.internet.measure import unit_kinds
+from worker.internet.quote import QuotedPassage, pick_quotes
+
+
+def _best(question: str, *texts: str, titles: tuple[str, ...] = ()) -> str:
+    passages = [
+        QuotedPassage(n, text, 1.0, title=titles[n - 1] if titles else "")
+        for n, text in enumerate(texts, start=1)
+    ]
+    quote = pick_quotes(question, passages)[0]
+    assert quote.score >= MIN_LEAD_SCORE
+    return quote.text
+
+
+@pytest.mark.parametrize(
+    ("question", "kind", "units"),
+    [
+        ("What's the ABV of Marrow Ale?", "number", {"share"}),
+        ("How much is a ticket to the Osk Museum?", "number", {"money"}),
+        ("How much is admission to the lido?", "number", {"money"}),
+        ("When does the Pell Street cafe open in the morning?", "number", {"clock"}),
+        ("When does the library close on Fridays?", "number", {"clock"}),
+        ("When did the library close?", "date", set()),  # once, in a year
+        ("What breed of dog is Biscuit in the film?", "breed", set()),
+    ],
+)
+def test_the_kind_of_answer_of_shares_prices_opening_hours_and_breeds(
+    question: str, kind: str, units: set[str]
+) -> None:
+    assert expected_answer(question) == kind
+    assert unit_kinds(question) == units
+
+
+@pytest.mark.parametrize(
+    ("question", "text", "answer"),
+    [
+        (
+            "What's the ABV of Orrin Cider?",
+            "A dry farmhouse cider from the Orrin valley. Strength: 6.4% ABV. Serve chilled.",
+            "6.4%",
+        ),
+        (
+            "How much is a ticket to the Osk Museum?",
+            "The Osk Museum's nearest tram stop is Quay Road, 4 minutes away. Adults pay £9 "
+            "at the door, and under-fives go free.",
+            "£9",
+        ),
+        (
+            "When does the Pell Street cafe open in the morning?",
+            "Dalia Venn took over the Pell Street cafe in 2019. The shutters go up at 7.15 am "
+            "and the first loaves are out soon after.",
+            "7.15 am",
+        ),
+        (
+            "What breed of dog is Biscuit in the film?",
+            "The film follows Biscuit across three counties. Biscuit, a wiry Jack Russell "
+            "terrier, was played by two dogs. The director is Ana Pell.",
+            "terrier",
+        ),
+    ],
+)
+def test_a_measured_share_price_time_of_day_and_breed_answer(
+    question: str, text: str, answer: str
+) -> None:
+    assert answer in _best(question, text, titles=(question.split(" the ")[-1],))

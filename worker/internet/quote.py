@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from worker.internet.agreement import asked_time, asked_years, time_factor, time_phrases
 from worker.internet.answer_kind import (
     COLOURS,
     FULL_DATE,
@@ -155,9 +156,16 @@ def score_sentences(question: str, passages: Sequence[QuotedPassage]) -> list[tu
     """Every sentence of ``passages`` that answers ``question`` at all, with the position
     of its passage in ``passages`` and its score (in passage and sentence order)."""
     shape = analyse_question(question)
+    expects = expected_answer(question, shape)
+    when_words = set(tokenize(time_phrases(question)))
+    shape = QuestionShape(
+        terms=[term for term in shape.terms if term not in when_words],
+        related=shape.related,
+        expects=shape.expects,
+    )
     if not shape.terms or not passages:
         return []
-    expects = expected_answer(question, shape)
+    years, when = asked_years(question), asked_time(question)
     asked = _Asked(
         expects=expects,
         question_words=frozenset(word.casefold() for word in _WORD.findall(question)),
@@ -186,6 +194,7 @@ def score_sentences(question: str, passages: Sequence[QuotedPassage]) -> list[tu
         if pairs:
             score += PHRASE_WEIGHT * len(pairs & set(itertools.pairwise(near))) / len(pairs)
         score *= SUBJECT_MISSING_FACTOR ** len(subject - set(near))
+        score *= time_factor(sentence, years=years, when=when)
         score *= 1.0 - PASSAGE_WEIGHT + PASSAGE_WEIGHT * max(0.0, passage.score) / top
         in_title = sum(idf[term] for term in set(shape.terms) if term in titles[number])
         score *= 1.0 - TITLE_WEIGHT + TITLE_WEIGHT * in_title / term_weight

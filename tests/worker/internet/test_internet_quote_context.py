@@ -73,3 +73,24 @@ def test_a_measured_share_price_time_of_day_and_breed_answer(
     question: str, text: str, answer: str
 ) -> None:
     assert answer in _best(question, text, titles=(question.split(" the ")[-1],))
+
+
+def test_a_sentence_about_another_year_loses_to_the_asked_year() -> None:
+    # Both say how many centuries Ravi Okafor made; one in another year.
+    text = (
+        "Ravi Okafor made four centuries for Wexcombe in 2019, his first season. "
+        "His best year came in 2021, when he made seven centuries and took 30 wickets."
+    )
+    question = "How many centuries did Ravi Okafor make in 2021?"
+    assert "seven" in _best(question, text, titles=("Ravi Okafor",))
+
+
+def test_last_year_s_winner_loses_to_this_year_s() -> None:
+    # "this year's" says when: the sentence needs no "year", and "last year's" is wrong.
+    text = (
+        "Last year's champion, Petra Dunmore, did not defend her title. The Orlen Cup "
+        "went to Sana Ilves, who beat the favourite in the final round."
+    )
+    assert "Sana Ilves" in _best("Who won this year's Orlen Cup?", text, titles=("Orlen Cup",))
+    older = "The Orlen Cup went to Sana Ilves. Last year's winner was Petra Dunmore."
+    assert "Petra Dunmore" in _best("Who won last year's Orlen Cup?", older, titles=("Orlen Cup",))

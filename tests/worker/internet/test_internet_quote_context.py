@@ -94,3 +94,28 @@ def test_last_year_s_winner_loses_to_this_year_s() -> None:
     assert "Sana Ilves" in _best("Who won this year's Orlen Cup?", text, titles=("Orlen Cup",))
     older = "The Orlen Cup went to Sana Ilves. Last year's winner was Petra Dunmore."
     assert "Petra Dunmore" in _best("Who won last year's Orlen Cup?", older, titles=("Orlen Cup",))
+
+
+@pytest.mark.parametrize(
+    ("question", "text", "answer"),
+    [
+        (
+            # A page says "ceased" or "shut" where the question says "close".
+            "What year did the Ashby Press close?",
+            "The Ashby Press was at its busiest in 1952, with 300 printers. "
+            "Printing ceased in 1988 after the last contract was lost.",
+            "1988",
+        ),
+        (
+            "How much is a ticket to the Pell Lido?",
+            "The Pell Lido is 50 metres long and 2 metres deep. Admission is 6 pounds, "
+            "and swimmers under 16 go free.",
+            "6 pounds",
+        ),
+    ],
+)
+def test_the_words_pages_use_for_the_asked_attribute_count(
+    question: str, text: str, answer: str
+) -> None:
+    subject = question.split(" the ")[-1].removesuffix("?").removesuffix(" close").rstrip("?")
+    assert answer in _best(question, text, titles=(subject,))

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import re
 
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 OTHER_TIME_FACTOR = 0.5
 """Score multiplier for a sentence about another time than the question asks about: it
 holds a year and none of the question's years, or it says "last year's" where the
@@ -61,3 +66,112 @@ def time_factor(sentence: str, *, years: frozenset[str], when: str | None) -> fl
     if when == "before" and not _BEFORE.search(sentence):
         return OTHER_TIME_FACTOR if _NOW.search(sentence) else UNMARKED_BEFORE_FACTOR
     return 1.0
+
+
+# Who held a role in making or running something: the verbs and nouns a question asks
+# it with, and the role words a page attaches to that person's name. A name attached to
+# another role ("Director Paulo Wenz" for "Who wrote ...") is that other person.
+_ROLES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "write": (
+        _words("wrote write writes written writer author"),
+        _words(
+            "author writer novelist poet composer lyricist librettist songwriter"
+            " playwright screenwriter journalist wrote written"
+        ),
+    ),
+    "direct": (
+        _words("directed direct directs director"),
+        _words("director filmmaker directed"),
+    ),
+    "found": (
+        _words("founded found founds founder"),
+        _words("founder co-founder founded"),
+    ),
+    "design": (
+        _words("designed design designs designer architect"),
+        _words("designer architect engineer designed"),
+    ),
+    "build": (
+        _words("built build builds builder"),
+        _words("builder architect engineer built"),
+    ),
+    "invent": (
+        _words("invented invent inventor"),
+        _words("inventor invented"),
+    ),
+    "compose": (
+        _words("composed compose composer"),
+        _words("composer composed"),
+    ),
+    "paint": (
+        _words("painted paint painter"),
+        _words("painter artist painted"),
+    ),
+    "own": (_words("owns own owned owner"), _words("owner owned")),
+    "coach": (
+        _words("coaches coach coached manages manager"),
+        _words("coach manager trainer coached managed"),
+    ),
+    "mayor": (frozenset(["mayor"]), frozenset(["mayor"])),
+    "chef": (frozenset(["chef"]), frozenset(["chef", "cook"])),
+    "captain": (
+        frozenset(["captain", "captains", "captained"]),
+        frozenset(["captain", "skipper", "captained"]),
+    ),
+}
+OTHER_ROLE_WORDS = _words(
+    "producer editor publisher translator illustrator actor actress star presenter"
+    " executive ceo chairman chairwoman chair president curator conductor narrator"
+    " judge produced edited published translated illustrated narrated starring played"
+    " run"
+)
+"""Role words of no asked role: they mark a name as someone else's."""
+_ALL_ROLE_WORDS = frozenset().union(*(words for _, words in _ROLES.values())) | OTHER_ROLE_WORDS
+_BEFORE_ROLE = frozenset(["the", "a", "an", "its", "his", "her", "their", "our", "by"])
+
+
+def asked_roles(question: str) -> frozenset[str]:
+    """The role words that may stand by the answer's name when ``question`` asks who
+    held a role ("Who wrote ...": author, writer, poet ...); empty when it asks none
+    ("Who won ...": a winner is named by any role, "Its author, ...")."""
+    words = {word.casefold() for word in re.findall(r"[\w-]+", question)}
+    roles: set[str] = set()
+    for verbs, role_words in _ROLES.values():
+        if verbs & words:
+            roles |= role_words
+    return frozenset(roles)
+
+
+def names_of_asked_roles(
+    words: list[str], positions: list[int], roles: frozenset[str]
+) -> list[int]:
+    """``positions`` (of name words in ``words``) less the names a role word other than
+    ``roles`` is attached to: right before the name ("Director Paulo Wenz", "directed
+    by Ana Pell") or right after it ("Ana Pell, the producer")."""
+    kept: list[int] = []
+    spans: list[list[int]] = []
+    for position in positions:
+        if spans and position == spans[-1][-1] + 1:
+            spans[-1].append(position)
+        else:
+            spans.append([position])
+    for span in spans:
+        role = None
+        while span and words[span[0]].casefold() in _ALL_ROLE_WORDS:  # "Director Ana Pell"
+            role = words[span.pop(0)].casefold()
+        if span and role is None:
+            role = _attached_role(words, span[0], span[-1])
+        if role is None or role in roles:
+            kept.extend(span)
+    return kept
+
+
+def _attached_role(words: list[str], start: int, end: int) -> str | None:
+    lower = [word.casefold() for word in words]
+    before = [lower[i] for i in range(max(0, start - 2), start)]
+    if before and before[-1] == "by" and len(before) == 2:  # "directed by"
+        before = before[:1]
+    if before and before[-1] in _ALL_ROLE_WORDS:
+        return before[-1]
+    after = [word for word in lower[end + 1 : end + 3] if word not in _BEFORE_ROLE][:1]
+    return after[0] if after and after[0] in _ALL_ROLE_WORDS else None

@@ -16,7 +16,14 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from worker.internet.agreement import asked_time, asked_years, time_factor, time_phrases
+from worker.internet.agreement import (
+    asked_roles,
+    asked_time,
+    asked_years,
+    names_of_asked_roles,
+    time_factor,
+    time_phrases,
+)
 from worker.internet.answer_kind import (
     COLOURS,
     FULL_DATE,
@@ -92,6 +99,8 @@ class _Asked:
     question_words: frozenset[str]
     kinds: frozenset[str]
     thing: str | None
+    roles: frozenset[str] = frozenset()
+    """For "Who wrote ...": the role words that may stand by the answer's name."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +180,7 @@ def score_sentences(question: str, passages: Sequence[QuotedPassage]) -> list[tu
         question_words=frozenset(word.casefold() for word in _WORD.findall(question)),
         kinds=unit_kinds(question),
         thing=named_thing(question) if expects == "name" else None,
+        roles=asked_roles(question) if expects == "person" else frozenset(),
     )
     top = max((passage.score for passage in passages), default=0.0) or 1.0
     sentences = [
@@ -318,6 +328,8 @@ def _answer_positions(sentence: str, asked: _Asked) -> list[int]:
             and not any(ch.isdigit() for ch in word)
         ):
             positions.append(index)
+    if asked.roles:
+        positions = names_of_asked_roles(words, positions, asked.roles)
     if asked.thing is not None:
         things = [i for i, word in enumerate(words) if stem(word.casefold()) == stem(asked.thing)]
         positions = [p for p in positions if any(abs(p - i) <= NAMED_WITHIN for i in things)]

@@ -119,3 +119,38 @@ def test_the_words_pages_use_for_the_asked_attribute_count(
 ) -> None:
     subject = question.split(" the ")[-1].removesuffix("?").removesuffix(" close").rstrip("?")
     assert answer in _best(question, text, titles=(subject,))
+
+
+@pytest.mark.parametrize(
+    ("question", "text", "answer"),
+    [
+        (
+            "Who founded the Tarn Cheese Company?",
+            "Chief executive Omar Bisset runs the Tarn Cheese Company from Kelby. "
+            "Wyn Hollis set it up in 1979 with six cows.",
+            "Wyn Hollis",
+        ),
+        (
+            "Who wrote the novel Glass Meadows?",
+            "Director Rosa Thane will film the novel Glass Meadows next spring. "
+            "The author, Kit Maddow, grew up on a farm.",
+            "Kit Maddow",
+        ),
+        (
+            "Who directed the film Glass Meadows?",
+            "Writer Kit Maddow adapted the film Glass Meadows from her novel. "
+            "It was directed by Rosa Thane.",
+            "Rosa Thane",
+        ),
+    ],
+)
+def test_a_name_by_another_role_word_is_not_the_asked_role_s(
+    question: str, text: str, answer: str
+) -> None:
+    assert answer in _best(question, text, titles=(question.split(" the ")[-1].rstrip("?"),))
+
+
+def test_a_winner_named_by_another_role_still_answers_who_won() -> None:
+    # Winning is no role: the winner is often named by another one ("its author").
+    text = "A first novel has won the Farrow Prize. Its author, Lina Groot, is a nurse."
+    assert "Lina Groot" in _best("Who won the Farrow Prize?", text, titles=("Farrow Prize",))

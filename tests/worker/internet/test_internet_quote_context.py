@@ -8,7 +8,7 @@ import pytest
 
 from worker.internet.answer_kind import expected_answer
 from worker.internet.lead import MIN_LEAD_SCORE
-from worker.internet.measure import unit_kinds
+from worker.internet.measure import counted_thing, unit_kinds
 from worker.internet.quote import QuotedPassage, pick_quotes
 
 
@@ -154,3 +154,23 @@ def test_a_winner_named_by_another_role_still_answers_who_won() -> None:
     # Winning is no role: the winner is often named by another one ("its author").
     text = "A first novel has won the Farrow Prize. Its author, Lina Groot, is a nurse."
     assert "Lina Groot" in _best("Who won the Farrow Prize?", text, titles=("Farrow Prize",))
+
+
+def test_a_count_of_the_counted_thing_beats_a_measure() -> None:
+    # "how many arches": a number of arches, not "18 metres" beside the word "arches".
+    text = (
+        "The Tilly Bridge carries the old mineral line over the Esk. Its arches rise "
+        "18 metres above the water. There are 9 arches in all."
+    )
+    assert "9 arches" in _best("How many arches does the Tilly Bridge have?", text)
+    assert counted_thing("How many league goals did Ivo Marr score?") == "goals"
+    assert counted_thing("How many people live in Tarrow?") == "people"
+
+
+def test_a_pronoun_sentence_answers_for_the_name_before_it() -> None:
+    # "She" stands for Tova Lind, named in the sentence before; the other page names
+    # her beside another sculptor's birthplace.
+    question = "Where was Tova Lind born?"
+    born = "Tova Lind was the best known of the northern school. She was born in Harrowby."
+    other = "Piet Aro was born in Selby Ness, the port where Tova Lind later worked."
+    assert "Harrowby" in _best(question, born, other, titles=("Northern sculptors", "Piet Aro"))

@@ -68,6 +68,9 @@ holds (a page about the question's subject beats a page that mentions it)."""
 CONTEXT_CREDIT = 0.6
 """Credit for a question term found only around a sentence (its passage, heading, title)
 rather than in it: "It has 163 floors" answers for the building its page is about."""
+REFERENT_CREDIT = 0.7
+"""Credit for a question term that a sentence holds only through the pronoun it opens
+with ("She was born in ..." after a sentence naming Ilse Marren)."""
 SUBJECT_MISSING_FACTOR = 0.5
 """Score multiplier per subject term (a question term that most of the pages hold: what
 the question is about) missing from a sentence, its heading and its page's title."""
@@ -230,17 +233,13 @@ def _sentence_score(
 ) -> float:
     """How well ``sentence`` answers; ``around`` are the words of its passage, heading and
     title, ``referent`` those of the names a pronoun at its start stands for."""
-    present = set(tokenize(sentence)) | referent
+    present = set(tokenize(sentence))
     terms = list(dict.fromkeys(shape.terms))
     weight = sum(idf[term] for term in terms) or 1.0
-    coverage = (
-        sum(
-            idf[term] * (1.0 if term in present else CONTEXT_CREDIT)
-            for term in terms
-            if term in present or term in around
-        )
-        / weight
-    )
+    credit = {term: CONTEXT_CREDIT for term in terms if term in around}
+    credit |= {term: REFERENT_CREDIT for term in terms if term in referent}
+    credit |= {term: 1.0 for term in terms if term in present}
+    coverage = sum(idf[term] * share for term, share in credit.items()) / weight
     related = [term for term in shape.related if term in present]
     if coverage == 0 and not related:
         return 0.0

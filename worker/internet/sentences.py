@@ -1,8 +1,8 @@
 """The sentences of a passage, and what a pronoun opening one stands for.
 
 A page names its subject once and then says "She was born in ...", "It closed in ...":
-such a sentence answers for the names of the sentence before it, for every kind of
-question, so a sentence that opens with a pronoun carries those names as its referent.
+such a sentence answers for the subject of the sentence before it, for every kind of
+question, so a sentence that opens with a pronoun carries that subject as its referent.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def _table_rows(text: str) -> list[str]:
 
 def sentences_with_referents(text: str, join_chars: int = 0) -> list[Sentence]:
     """The sentences of ``text``, each opening with a pronoun ("She was born in ...")
-    with the names of the sentence before it (or that one's referent, when it names
+    with the subject of the sentence before it (or that one's referent, when it names
     none) as its referent. With ``join_chars``, a sentence opening with a personal
     pronoun ("He still seems surprised ... won the Harlan Prize") comes with the whole
     sentence before it, which names the person, when both fit in that many characters."""
@@ -75,8 +75,24 @@ def sentences_with_referents(text: str, join_chars: int = 0) -> list[Sentence]:
         if opening in PRONOUNS and len(pair) <= join_chars:
             found.append(Sentence(pair))
             continue
-        found.append(Sentence(sentence, _names(previous) or found[-1].referent))
+        found.append(Sentence(sentence, _subject(previous) or found[-1].referent))
     return found
+
+
+_SUBJECT_END = frozenset(["is", "was", "are", "were", "has", "had", "have"])
+SUBJECT_MAX_WORDS = 12
+"""A sentence's subject is the words before its first "is", "was", "has" ... when that
+comes this early ("Proxima Centauri is a red dwarf near the Sun": Proxima Centauri)."""
+
+
+def _subject(sentence: str) -> str:
+    """What ``sentence`` is about: its words before its first "is", "was", "has" ...
+    (within :data:`SUBJECT_MAX_WORDS`), else its names."""
+    words = _WORD.findall(sentence)
+    for index, word in enumerate(words[: SUBJECT_MAX_WORDS + 1]):
+        if word.casefold() in _SUBJECT_END and index > 0:
+            return " ".join(words[:index])
+    return _names(sentence)
 
 
 def _names(sentence: str) -> str:

@@ -10,6 +10,7 @@ from worker.internet.answer_kind import expected_answer
 from worker.internet.lead import MIN_LEAD_SCORE
 from worker.internet.measure import counted_thing, unit_kinds
 from worker.internet.quote import QuotedPassage, pick_quotes
+from worker.internet.sentences import Sentence, sentences_with_referents
 
 
 def _best(question: str, *texts: str, titles: tuple[str, ...] = ()) -> str:
@@ -167,10 +168,13 @@ def test_a_count_of_the_counted_thing_beats_a_measure() -> None:
     assert counted_thing("How many people live in Tarrow?") == "people"
 
 
-def test_a_pronoun_sentence_answers_for_the_name_before_it() -> None:
-    # "She" stands for Tova Lind, named in the sentence before; the other page names
-    # her beside another sculptor's birthplace.
+def test_a_pronoun_sentence_answers_for_the_subject_before_it() -> None:
+    # "She" stands for Tova Lind, the subject of the sentence before; the other page
+    # names her but says nothing of where she was born.
     question = "Where was Tova Lind born?"
     born = "Tova Lind was the best known of the northern school. She was born in Harrowby."
-    other = "Piet Aro was born in Selby Ness, the port where Tova Lind later worked."
-    assert "Harrowby" in _best(question, born, other, titles=("Northern sculptors", "Piet Aro"))
+    other = "Tova Lind and Piet Aro carved driftwood at Selby Ness."
+    assert "Harrowby" in _best(question, born, other, titles=("Northern sculptors", "Driftwood"))
+    assert sentences_with_referents(
+        "Proxima Centauri is a red dwarf near the Sun. Its light takes 4.2 years to reach us."
+    )[1] == Sentence("Its light takes 4.2 years to reach us.", "Proxima Centauri")

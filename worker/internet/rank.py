@@ -84,6 +84,11 @@ _ATTRIBUTE_WORDS: tuple[tuple[frozenset[str], tuple[str, ...]], ...] = (
     ),
     (frozenset({"born", "birthplace", "birth"}), ("born", "birth", "birthplace", "native")),
     (frozenset({"died", "die", "death"}), ("died", "death", "dead")),
+    (frozenset({"capital"}), ("capital", "seat")),
+    (
+        frozenset({"stolen", "stole", "steal", "theft", "robbed"}),
+        ("stolen", "stole", "theft", "took", "thieves", "disappearance"),
+    ),
 )
 _EXPECTS_DATE = re.compile(
     r"^\s*(when|since when|(in |on )?(what|which) (year|date|day|month|century))\b", re.I

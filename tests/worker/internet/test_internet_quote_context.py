@@ -10,6 +10,7 @@ from worker.internet.answer_kind import expected_answer
 from worker.internet.lead import MIN_LEAD_SCORE
 from worker.internet.measure import counted_thing, unit_kinds
 from worker.internet.quote import QuotedPassage, pick_quotes
+from worker.internet.rank import analyse_question, stem
 from worker.internet.sentences import Sentence, sentences_with_referents
 
 
@@ -120,6 +121,20 @@ def test_the_words_pages_use_for_the_asked_attribute_count(
 ) -> None:
     subject = question.split(" the ")[-1].removesuffix("?").removesuffix(" close").rstrip("?")
     assert answer in _best(question, text, titles=(subject,))
+
+
+@pytest.mark.parametrize(
+    ("question", "words"),
+    [
+        ("When was the Velt Chalice stolen?", ["theft", "took", "thieves"]),
+        ("What is the capital of Orrland?", ["seat"]),
+        ("When did the Bell Inn close?", ["shut", "ceased", "stopped"]),
+        ("Who founded Harl Ropes?", ["established", "set"]),
+        ("Who won the Dunn Medal?", ["winner"]),
+    ],
+)
+def test_the_asked_attribute_s_other_words(question: str, words: list[str]) -> None:
+    assert {stem(word) for word in words} <= set(analyse_question(question).related)
 
 
 @pytest.mark.parametrize(

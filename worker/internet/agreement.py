@@ -175,3 +175,25 @@ def _attached_role(words: list[str], start: int, end: int) -> str | None:
         return before[-1]
     after = [word for word in lower[end + 1 : end + 3] if word not in _BEFORE_ROLE][:1]
     return after[0] if after and after[0] in _ALL_ROLE_WORDS else None
+
+
+OTHER_MODEL_FACTOR = 0.5
+"""Score multiplier for a sentence about another model of the asked name: "Ventra K2"
+where the question asks about the "Ventra K3", "Apollo 13" for "Apollo 11"."""
+_MODEL = re.compile(r"\b([A-Z][\w-]*) ([A-Za-z]{0,3}\d[\w-]*)\b")
+
+
+def asked_models(question: str) -> dict[str, str]:
+    """The names with a model number in ``question`` ("Ventra K3": ``ventra`` -> ``k3``)."""
+    return {name.casefold(): number.casefold() for name, number in _MODEL.findall(question)}
+
+
+def model_factor(sentence: str, models: dict[str, str]) -> float:
+    """:data:`OTHER_MODEL_FACTOR` when ``sentence`` names an asked name with another
+    model number and never with the asked one, else 1."""
+    if not models:
+        return 1.0
+    held = [(name.casefold(), number.casefold()) for name, number in _MODEL.findall(sentence)]
+    other = any(models.get(name, number) != number for name, number in held)
+    asked = any(models.get(name) == number for name, number in held)
+    return OTHER_MODEL_FACTOR if other and not asked else 1.0

@@ -17,9 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from worker.internet.agreement import (
+    asked_models,
     asked_roles,
     asked_time,
     asked_years,
+    model_factor,
     names_of_asked_roles,
     time_factor,
     time_phrases,
@@ -158,6 +160,7 @@ def score_sentences(question: str, passages: Sequence[QuotedPassage]) -> list[tu
     if not shape.terms or not passages:
         return []
     years, when = asked_years(question), asked_time(question)
+    models = asked_models(question)
     asked = _Asked(
         expects=expects,
         question_words=frozenset(word.casefold() for word in _WORD.findall(question)),
@@ -188,7 +191,7 @@ def score_sentences(question: str, passages: Sequence[QuotedPassage]) -> list[tu
         if pairs:
             score += PHRASE_WEIGHT * len(pairs & set(itertools.pairwise(near))) / len(pairs)
         score *= SUBJECT_MISSING_FACTOR ** len(subject - set(near))
-        score *= time_factor(sentence, years=years, when=when)
+        score *= time_factor(sentence, years=years, when=when) * model_factor(sentence, models)
         score *= 1.0 - PASSAGE_WEIGHT + PASSAGE_WEIGHT * max(0.0, passage.score) / top
         in_title = sum(idf[term] for term in set(shape.terms) if term in titles[number])
         score *= 1.0 - TITLE_WEIGHT + TITLE_WEIGHT * in_title / term_weight

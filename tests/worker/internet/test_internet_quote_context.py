@@ -193,3 +193,13 @@ def test_a_pronoun_sentence_answers_for_the_subject_before_it() -> None:
     assert sentences_with_referents(
         "Proxima Centauri is a red dwarf near the Sun. Its light takes 4.2 years to reach us."
     )[1] == Sentence("Its light takes 4.2 years to reach us.", "Proxima Centauri")
+
+
+def test_a_sentence_about_another_model_loses() -> None:
+    # "Corvo T3" is another model than the asked "Corvo T4".
+    text = (
+        "I paid 40 euros for the Corvo T3 kettle back in 2019. The new kettle sells "
+        "for 55 euros and boils a litre in two minutes."
+    )
+    question = "How much does the Corvo T4 kettle cost?"
+    assert "55 euros" in _best(question, text, titles=("Corvo T4 kettle review",))

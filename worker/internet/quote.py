@@ -4,7 +4,9 @@ Small models given a passage that holds the answer often ignore it, so the answe
 open with the best sentence, cited, before the model writes a word. A sentence scores by
 how much of the question it covers (terms weighted by rarity), whether it holds the kind
 of answer asked for (a number for "how many", a date for "when", a name for "who"), how
-close that answer sits to the question's terms, and how well its passage ranked.
+close that answer sits to the question's terms, how well its passage ranked, and whether
+it is about the asked time, model and role (:mod:`worker.internet.agreement`); a sentence
+opening with a pronoun counts the subject of the one before (:mod:`.sentences`).
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from worker.engine import fit_messages  # noqa: E402
 from worker.engine.ctransformers_engine import CTransformersEngine  # noqa: E402
 from worker.internet.answer import internet_prompt  # noqa: E402
 from worker.internet.pipeline import select_evidence  # noqa: E402
-from worker.internet.quote import split_sentences  # noqa: E402
+from worker.internet.sentences import split_sentences  # noqa: E402
 
 
 def mean_logprob(engine: CTransformersEngine, prompt: list[int], target: list[int]) -> float:

@@ -54,7 +54,7 @@ COLOURS = _words(
 # Things named by a common, lower-case word ("a badger", "the krona"): the answer is a
 # word of the asked kind. "Which fruit ..." asks for one, not for a capitalised name.
 _KIND_QUESTION = re.compile(
-    r"\b(what|which) (kind of |type of |sort of )?(?P<kind>currency|fruit|animal)\b"
+    r"\b(what|which) (kind of |type of |sort of )?(?P<kind>currency|fruit|animal|breed)\b"
     r"|\bthe (?P<attribute>currency) (of|in|used)\b",
     re.I,
 )
@@ -84,6 +84,17 @@ WORDS_OF_KIND = {
         " pelican penguin pig pigeon pony puffin rabbit ram rat raven robin salmon seal"
         " shark sheep snake sparrow squirrel stag stoat swan tiger toad tortoise trout"
         " turtle unicorn vole walrus weasel whale wolf wren"
+    ),
+    # "Captain is a scruffy Border terrier": the breed's own word is lower case.
+    "breed": _words(
+        "terrier spaniel retriever collie sheepdog shepherd poodle beagle labrador"
+        " dachshund greyhound whippet lurcher bulldog mastiff setter pointer husky corgi"
+        " pug boxer dalmatian schnauzer hound foxhound bloodhound wolfhound"
+        " deerhound sheltie chihuahua rottweiler doberman pinscher samoyed malamute"
+        " newfoundland pomeranian weimaraner vizsla akita shih-tzu maltese papillon"
+        " siamese persian burmese sphynx ragdoll bengal shire cob thoroughbred arab"
+        " hackney clydesdale appaloosa mustang hereford angus friesian jersey"
+        " guernsey highland longhorn merino suffolk"
     ),
 }
 """Words of each lower-case kind a question may ask for ("What animal ...")."""
@@ -117,7 +128,14 @@ _MATERIAL_CUE = re.compile(
     re.I,
 )
 
-_CLOCK_QUESTION = re.compile(r"^\s*(at |by |until )?what time\b", re.I)
+_CLOCK_QUESTION = re.compile(
+    r"^\s*(at |by |until )?what time\b"
+    # Opening hours are times of day: "When does the bakery open (in the morning)?",
+    # "When does the pool close on Fridays?".
+    r"|^\s*when (do|does|is|are)\b.*\b(opens?|closes?|shuts?)\b"
+    r"|^\s*when\b.*\b(in the (morning|afternoon|evening)|at night)\b",
+    re.I,
+)
 CLOCK_TIME = re.compile(
     r"\b\d{1,2}(?:[.:]\d{2})?\s?(?:am|pm|a\.m\.|p\.m\.|o'clock)(?!\w)|\b\d{1,2}:\d{2}\b"
     r"|\b(?:noon|midday|midnight)\b",
@@ -198,8 +216,10 @@ def expected_answer(question: str, shape: QuestionShape | None = None) -> str | 
     """The kind of answer ``question`` asks for: ``number`` (a time of day too), ``date``,
     ``person``, ``place``, another ``name``, ``colour``, ``material`` (what a thing is
     made of), a lower-case kind of :data:`WORDS_OF_KIND` (``currency``, ``fruit``,
-    ``animal``), or None."""
+    ``animal``, ``breed``), or None."""
     shape = shape or analyse_question(question)
+    if asks_for_clock_time(question):
+        return "number"  # a time of day, in the "clock" unit (measure.unit_kinds)
     if shape.expects is not None:
         return shape.expects
     thing = named_thing(question)

@@ -108,9 +108,47 @@ _ATTRIBUTE_KINDS: tuple[tuple[frozenset[str], frozenset[str]], ...] = (
         frozenset({"temperature"}),
     ),
     (frozenset({"old", "age", "lifespan", "duration"}), frozenset({"time"})),
-    (frozenset({"percentage", "percent", "share", "proportion"}), frozenset({"share"})),
-    (frozenset({"cost", "costs", "price", "pay", "spend", "spent", "worth"}), frozenset({"money"})),
+    # Alcohol by volume is a share too ("5.8% ABV").
+    (frozenset({"percentage", "percent", "share", "proportion", "abv"}), frozenset({"share"})),
+    (
+        frozenset(
+            [
+                "cost",
+                "costs",
+                "price",
+                "pay",
+                "spend",
+                "spent",
+                "worth",
+                "ticket",
+                "tickets",
+                "admission",
+                "fee",
+                "fees",
+                "fare",
+                "fares",
+            ]
+        ),
+        frozenset({"money"}),
+    ),
 )
+
+
+_COUNTED = re.compile(
+    r"\bhow many ((?:[\w-]+ ){0,2}?[\w-]+) (?:do|does|did|are|is|were|was|has|have|had|can"
+    r"|will|would|live|lived|there|of|in|on)\b",
+    re.I,
+)
+COUNTED_WITHIN = 3
+"""A count answers "how many arches" when "arches" follows within this many words."""
+
+
+def counted_thing(question: str) -> str | None:
+    """What "how many" counts: "arches" in "How many arches does the viaduct have?",
+    "goals" in "How many league goals did ... score?"; the number of it is the answer
+    ("its 27 arches"), a number in a unit ("400 metres") is some other measure."""
+    match = _COUNTED.search(question)
+    return match.group(1).split()[-1].casefold() if match else None
 
 
 def unit_kinds(question: str) -> frozenset[str]:

@@ -4,7 +4,9 @@ Small models given a passage that holds the answer often ignore it, so the answe
 open with the best sentence, cited, before the model writes a word. A sentence scores by
 how much of the question it covers (terms weighted by rarity), whether it holds the kind
 of answer asked for (a number for "how many", a date for "when", a name for "who"), how
-close that answer sits to the question's terms, and how well its passage ranked.
+close that answer sits to the question's terms, how well its passage ranked, and whether
+it is about the asked time, model and role (:mod:`worker.internet.agreement`); a sentence
+opening with a pronoun counts the subject of the one before (:mod:`.sentences`).
 """
 
 from __future__ import annotations
@@ -16,26 +18,40 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from worker.internet.agreement import (
+    asked_models,
+    asked_roles,
+    asked_time,
+    asked_years,
+    model_factor,
+    names_of_asked_roles,
+    time_factor,
+    time_phrases,
+)
 from worker.internet.answer_kind import (
     COLOURS,
     FULL_DATE,
     MONTH_YEAR,
     MONTHS,
     NOT_NAMES,
-    PRONOUNS,
     STREET_WORDS,
     WORDS_OF_KIND,
     expected_answer,
     material_positions,
     named_thing,
 )
-from worker.internet.measure import MEASURE, is_number_answer, is_year, measure_kinds, unit_kinds
+from worker.internet.measure import (
+    COUNTED_WITHIN,
+    MEASURE,
+    counted_thing,
+    is_number_answer,
+    is_year,
+    measure_kinds,
+    unit_kinds,
+)
 from worker.internet.rank import QuestionShape, analyse_question, stem, tokenize
+from worker.internet.sentences import sentences_with_referents
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[]?[A-Z0-9])")
-_TABLE_CELL = re.compile(r"\s*\|\s*")
-_ROW_BREAK = re.compile(r"(?<=\|)\s+(?=\|\s)")  # "| Porsk | | Language | ..."
-_TABLE_START = re.compile(r"(?<=[.!?])\s+(?=\|\s)")  # "... 240,000. | Capital | ..."
 _WORD = re.compile(r"[\w'\u2019-]+")
 
 MAX_QUOTE_CHARS = 320
@@ -56,6 +72,9 @@ holds (a page about the question's subject beats a page that mentions it)."""
 CONTEXT_CREDIT = 0.6
 """Credit for a question term found only around a sentence (its passage, heading, title)
 rather than in it: "It has 163 floors" answers for the building its page is about."""
+REFERENT_CREDIT = 0.7
+"""Credit for a question term that a sentence holds only through the pronoun it opens
+with ("She was born in ..." after a sentence naming Ilse Marren)."""
 SUBJECT_MISSING_FACTOR = 0.5
 """Score multiplier per subject term (a question term that most of the pages hold: what
 the question is about) missing from a sentence, its heading and its page's title."""
@@ -91,6 +110,10 @@ class _Asked:
     question_words: frozenset[str]
     kinds: frozenset[str]
     thing: str | None
+    roles: frozenset[str] = frozenset()
+    """For "Who wrote ...": the role words that may stand by the answer's name."""
+    counted: str | None = None
+    """The stem of what "how many" counts ("arch" for "How many arches ...")."""
 
 
 @dataclass(frozen=True)
@@ -115,90 +138,67 @@ class QuotedPassage:
     """The page's title: a page about the question's subject is likelier to answer it."""
 
 
-def split_sentences(text: str) -> list[str]:
-    """The sentences of ``text`` (a table row counts as one)."""
-    sentences: list[str] = []
-    for line in _table_rows(text):
-        for sentence in _SENTENCE_END.split(line):
-            sentence = sentence.strip()
-            if sentence.startswith("|"):
-                sentence = _TABLE_CELL.sub(" ", sentence.strip("| ")).strip().rstrip(".") + "."
-            if len(sentence.split()) >= 3:
-                sentences.append(sentence)
-    return sentences
-
-
-def _table_rows(text: str) -> list[str]:
-    """The lines of ``text``, with a table's rows on lines of their own: a passage joins
-    short lines with spaces ("... 240,000. | Capital | Porsk | | Currency | Velland mark |")."""
-    lines: list[str] = []
-    for line in text.split("\n"):
-        rows = _ROW_BREAK.split(line)
-        lead = _TABLE_START.split(rows[0], maxsplit=1)
-        if len(lead) == 2 and "|" not in lead[0]:
-            rows[:1] = lead
-        lines.extend(rows)
-    return lines
-
-
 def pick_quotes(question: str, passages: Sequence[QuotedPassage]) -> list[Quote]:
     """The best sentence of each passage, best first (passages without one are left out)."""
+    best_of: dict[int, Quote] = {}
+    for number, quote in score_sentences(question, passages):
+        current = best_of.get(number)
+        if current is None or quote.score > current.score:
+            best_of[number] = quote
+    return sorted(best_of.values(), key=lambda quote: -quote.score)
+
+
+def score_sentences(question: str, passages: Sequence[QuotedPassage]) -> list[tuple[int, Quote]]:
+    """Every sentence of ``passages`` that answers ``question`` at all, with the position
+    of its passage in ``passages`` and its score (in passage and sentence order)."""
     shape = analyse_question(question)
+    expects = expected_answer(question, shape)
+    when_words = set(tokenize(time_phrases(question)))
+    shape = QuestionShape(
+        terms=[term for term in shape.terms if term not in when_words],
+        related=shape.related,
+        expects=shape.expects,
+    )
     if not shape.terms or not passages:
         return []
-    expects = expected_answer(question, shape)
+    years, when = asked_years(question), asked_time(question)
+    models = asked_models(question)
     asked = _Asked(
         expects=expects,
         question_words=frozenset(word.casefold() for word in _WORD.findall(question)),
         kinds=unit_kinds(question),
         thing=named_thing(question) if expects == "name" else None,
+        roles=asked_roles(question) if expects == "person" else frozenset(),
+        counted=stem(thing) if (thing := counted_thing(question)) else None,
     )
     top = max((passage.score for passage in passages), default=0.0) or 1.0
+    join = MAX_QUOTE_CHARS if expects == "person" else 0
     sentences = [
-        (n, s)
-        for n, p in enumerate(passages)
-        for s in _sentences(p.text, with_antecedents=expects == "person")
+        (n, s) for n, p in enumerate(passages) for s in sentences_with_referents(p.text, join)
     ]
-    idf = _idf(shape, [set(tokenize(sentence)) for _, sentence in sentences])
+    idf = _idf(shape, [set(tokenize(sentence.text)) for _, sentence in sentences])
     contexts = [set(tokenize(f"{p.title}\n{p.context}\n{p.text}")) for p in passages]
     titles = [set(tokenize(p.title)) for p in passages]
     term_weight = sum(idf[term] for term in set(shape.terms)) or 1.0
     subject = _subject_terms(shape, passages)
     pairs = set(itertools.pairwise(shape.terms))
-    best_of: dict[int, Quote] = {}
-    for number, sentence in sentences:
-        passage = passages[number]
-        score = _sentence_score(shape, idf, asked, sentence, contexts[number])
+    scored: list[tuple[int, Quote]] = []
+    for number, found in sentences:
+        passage, sentence, referent = passages[number], found.text, tokenize(found.referent)
+        score = _sentence_score(shape, idf, asked, sentence, contexts[number], set(referent))
         if score <= 0:
             continue
-        near = [*tokenize(sentence), "", *tokenize(passage.context), "", *tokenize(passage.title)]
+        near = [*tokenize(sentence), "", *referent, "", *tokenize(passage.context)]
+        near += ["", *tokenize(passage.title)]
         if pairs:
             score += PHRASE_WEIGHT * len(pairs & set(itertools.pairwise(near))) / len(pairs)
         score *= SUBJECT_MISSING_FACTOR ** len(subject - set(near))
+        score *= time_factor(sentence, years=years, when=when) * model_factor(sentence, models)
         score *= 1.0 - PASSAGE_WEIGHT + PASSAGE_WEIGHT * max(0.0, passage.score) / top
         in_title = sum(idf[term] for term in set(shape.terms) if term in titles[number])
         score *= 1.0 - TITLE_WEIGHT + TITLE_WEIGHT * in_title / term_weight
-        current = best_of.get(number)
-        if current is None or score > current.score:
-            best_of[number] = Quote(passage.source_index, _trim(sentence, shape), score)
-    return sorted(best_of.values(), key=lambda quote: -quote.score)
-
-
-def _sentences(text: str, *, with_antecedents: bool) -> list[str]:
-    """The sentences of ``text``; ``with_antecedents``, a sentence that opens with a
-    personal pronoun ("He still seems surprised ... won the Harlan Prize") comes with the
-    sentence before it, which names the person (when both fit in a quote)."""
-    sentences = split_sentences(text)
-    if not with_antecedents:
-        return sentences
-    joined = sentences[:1]
-    for previous, sentence in itertools.pairwise(sentences):
-        first = _WORD.match(sentence)
-        pair = f"{previous} {sentence}"
-        if first and first.group().casefold() in PRONOUNS and len(pair) <= MAX_QUOTE_CHARS:
-            sentence = pair
-        joined.append(sentence)
-    return joined
+        scored.append((number, Quote(passage.source_index, _trim(sentence, shape), score)))
+    return scored
 
 
 def _subject_terms(shape: QuestionShape, passages: Sequence[QuotedPassage]) -> set[str]:
@@ -229,19 +229,22 @@ def _idf(shape: QuestionShape, sentence_tokens: list[set[str]]) -> dict[str, flo
 
 
 def _sentence_score(
-    shape: QuestionShape, idf: dict[str, float], asked: _Asked, sentence: str, around: set[str]
+    shape: QuestionShape,
+    idf: dict[str, float],
+    asked: _Asked,
+    sentence: str,
+    around: set[str],
+    referent: set[str],
 ) -> float:
+    """How well ``sentence`` answers; ``around`` are the words of its passage, heading and
+    title, ``referent`` those of the names a pronoun at its start stands for."""
     present = set(tokenize(sentence))
     terms = list(dict.fromkeys(shape.terms))
     weight = sum(idf[term] for term in terms) or 1.0
-    coverage = (
-        sum(
-            idf[term] * (1.0 if term in present else CONTEXT_CREDIT)
-            for term in terms
-            if term in present or term in around
-        )
-        / weight
-    )
+    credit = {term: CONTEXT_CREDIT for term in terms if term in around}
+    credit |= {term: REFERENT_CREDIT for term in terms if term in referent}
+    credit |= {term: 1.0 for term in terms if term in present}
+    coverage = sum(idf[term] * share for term, share in credit.items()) / weight
     related = [term for term in shape.related if term in present]
     if coverage == 0 and not related:
         return 0.0
@@ -251,13 +254,15 @@ def _sentence_score(
     answers = _answer_positions(sentence, asked)
     if not answers:
         return score * MISSING_ANSWER_FACTOR
-    score += ANSWER_WEIGHT * _answer_strength(sentence, asked.expects, answers, asked.kinds)
+    score += ANSWER_WEIGHT * _answer_strength(sentence, asked, answers)
     words = [word.casefold() for word in _WORD.findall(sentence)]
     anchors = [
         index
         for index, word in enumerate(words)
         if tokenize(word) and tokenize(word)[0] in set(terms) | set(related)
     ]
+    if referent & set(terms):
+        anchors.append(0)  # "She was born in ...": the pronoun stands for the asked name
     if anchors:
         distance = min(abs(a - b) for a in answers for b in anchors)
         score += CLOSENESS_WEIGHT / (1.0 + distance / 4.0)
@@ -300,6 +305,8 @@ def _answer_positions(sentence: str, asked: _Asked) -> list[int]:
             and not any(ch.isdigit() for ch in word)
         ):
             positions.append(index)
+    if asked.roles:
+        positions = names_of_asked_roles(words, positions, asked.roles)
     if asked.thing is not None:
         things = [i for i, word in enumerate(words) if stem(word.casefold()) == stem(asked.thing)]
         positions = [p for p in positions if any(abs(p - i) <= NAMED_WITHIN for i in things)]
@@ -323,11 +330,11 @@ def _starts_a_name(words: list[str], question_words: frozenset[str]) -> bool:
     return words[1].casefold() not in NOT_NAMES | question_words
 
 
-def _answer_strength(
-    sentence: str, expects: str, answers: list[int], kinds: frozenset[str] = frozenset()
-) -> float:
+def _answer_strength(sentence: str, asked: _Asked, answers: list[int]) -> float:
     """How specific the answer is: a full date beats a year, a full name a single word, a
-    measure in the asked kind of unit a bare number, which beats one in another unit."""
+    measure in the asked kind of unit (or a count of the counted thing: "27 arches") a
+    bare number, which beats one in another unit."""
+    expects, kinds = asked.expects, asked.kinds
     if expects == "date":
         if FULL_DATE.search(sentence):
             return 1.0 + FULL_ANSWER_BONUS
@@ -345,6 +352,13 @@ def _answer_strength(
         if measure_kinds(sentence) & kinds:
             return 1.0 + FULL_ANSWER_BONUS * MATCHING_UNIT_BONUS
         return UNMATCHED_NUMBER_STRENGTH
+    if asked.counted is not None:
+        words = [stem(word.casefold()) for word in _WORD.findall(sentence)]
+        if any(asked.counted in words[a + 1 : a + 1 + COUNTED_WITHIN] for a in answers):
+            return 1.0 + FULL_ANSWER_BONUS * MATCHING_UNIT_BONUS
+        if MEASURE.search(sentence):
+            return UNMATCHED_NUMBER_STRENGTH
+        return 1.0
     if MEASURE.search(sentence):
         return 1.0 + FULL_ANSWER_BONUS * UNIT_BONUS
     return 1.0

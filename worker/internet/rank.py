@@ -58,6 +58,37 @@ _ATTRIBUTE_WORDS: tuple[tuple[frozenset[str], tuple[str, ...]], ...] = (
         frozenset({"ingredient", "ingredients", "material", "materials"}),
         ("ingredient", "made", "mostly", "mainly", "recipe"),
     ),
+    # Verbs and nouns pages use for an event or a price in other words ("the last looms
+    # stopped in 1967" for "close", "set up in 1994" for "founded", "admission" for
+    # "ticket").
+    (
+        frozenset({"close", "closed", "closes", "closing", "closure", "shut"}),
+        ("closed", "closure", "shut", "stopped", "ceased", "ended"),
+    ),
+    (
+        frozenset({"found", "founded", "established", "started", "set"}),
+        ("founded", "founder", "established", "set", "started", "formed", "began"),
+    ),
+    (
+        frozenset({"open", "opens", "opened", "opening"}),
+        ("open", "opening", "doors", "unlock", "start"),
+    ),
+    (
+        frozenset({"cost", "costs", "price", "ticket", "tickets", "admission", "fee", "fare"}),
+        ("price", "cost", "ticket", "admission", "entry", "fee", "fare", "pay", "charge"),
+    ),
+    (frozenset({"won", "win", "wins", "winner"}), ("won", "winner", "win", "awarded", "went")),
+    (
+        frozenset({"wrote", "write", "written", "writer", "author"}),
+        ("author", "writer", "wrote", "written", "novelist", "poet"),
+    ),
+    (frozenset({"born", "birthplace", "birth"}), ("born", "birth", "birthplace", "native")),
+    (frozenset({"died", "die", "death"}), ("died", "death", "dead")),
+    (frozenset({"capital"}), ("capital", "seat")),
+    (
+        frozenset({"stolen", "stole", "steal", "theft", "robbed"}),
+        ("stolen", "stole", "theft", "took", "thieves", "disappearance"),
+    ),
 )
 _EXPECTS_DATE = re.compile(
     r"^\s*(when|since when|(in |on )?(what|which) (year|date|day|month|century))\b", re.I
@@ -69,7 +100,7 @@ _EXPECTS_NUMBER = re.compile(
     r"|length|distance|depth|area|size|temperature|speed|weight|mass|number|price|cost|age"
     r"|melting point|boiling point|freezing point|half-life|atomic number|diameter|radius"
     r"|elevation|capacity|lifespan|duration|volume|wingspan|width|range|share|percentage"
-    r"|proportion|fraction))\b",
+    r"|proportion|fraction|abv|alcohol content))\b",
     re.I,
 )
 _NUMBER_WORDS = (

@@ -17,12 +17,8 @@ from worker.internet.lead import (
     model_parameters,
 )
 from worker.internet.measure import unit_kinds
-from worker.internet.quote import (
-    Quote,
-    QuotedPassage,
-    pick_quotes,
-    split_sentences,
-)
+from worker.internet.quote import Quote, QuotedPassage, pick_quotes
+from worker.internet.sentences import split_sentences
 
 
 def test_sentences_are_split_at_their_ends_and_table_rows_are_one() -> None:

@@ -1,0 +1,103 @@
+"""The sentences of a passage, and what a pronoun opening one stands for.
+
+A page names its subject once and then says "She was born in ...", "It closed in ...":
+such a sentence answers for the subject of the sentence before it, for every kind of
+question, so a sentence that opens with a pronoun carries that subject as its referent.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+
+from worker.internet.answer_kind import NOT_NAMES, PRONOUNS
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[]?[A-Z0-9])")
+_TABLE_CELL = re.compile(r"\s*\|\s*")
+_ROW_BREAK = re.compile(r"(?<=\|)\s+(?=\|\s)")  # "| Porsk | | Language | ..."
+_TABLE_START = re.compile(r"(?<=[.!?])\s+(?=\|\s)")  # "... 240,000. | Capital | ..."
+_WORD = re.compile(r"[\w'\u2019-]+")
+
+REFERRING_PRONOUNS = PRONOUNS | {"it", "its", "them"}
+"""A sentence opening with one of these is about what the sentence before it names."""
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """A sentence, and the names (``referent``) the pronoun it opens with stands for."""
+
+    text: str
+    referent: str = ""
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of ``text`` (a table row counts as one)."""
+    sentences: list[str] = []
+    for line in _table_rows(text):
+        for sentence in _SENTENCE_END.split(line):
+            sentence = sentence.strip()
+            if sentence.startswith("|"):
+                sentence = _TABLE_CELL.sub(" ", sentence.strip("| ")).strip().rstrip(".") + "."
+            if len(sentence.split()) >= 3:
+                sentences.append(sentence)
+    return sentences
+
+
+def _table_rows(text: str) -> list[str]:
+    """The lines of ``text``, with a table's rows on lines of their own: a passage joins
+    short lines with spaces ("... 240,000. | Capital | Porsk | | Currency | Velland mark |")."""
+    lines: list[str] = []
+    for line in text.split("\n"):
+        rows = _ROW_BREAK.split(line)
+        lead = _TABLE_START.split(rows[0], maxsplit=1)
+        if len(lead) == 2 and "|" not in lead[0]:
+            rows[:1] = lead
+        lines.extend(rows)
+    return lines
+
+
+def sentences_with_referents(text: str, join_chars: int = 0) -> list[Sentence]:
+    """The sentences of ``text``, each opening with a pronoun ("She was born in ...")
+    with the subject of the sentence before it (or that one's referent, when it names
+    none) as its referent. With ``join_chars``, a sentence opening with a personal
+    pronoun ("He still seems surprised ... won the Harlan Prize") comes with the whole
+    sentence before it, which names the person, when both fit in that many characters."""
+    sentences = split_sentences(text)
+    found = [Sentence(sentence) for sentence in sentences[:1]]
+    for previous, sentence in itertools.pairwise(sentences):
+        first = _WORD.match(sentence)
+        opening = first.group().casefold() if first else ""
+        if opening not in REFERRING_PRONOUNS:
+            found.append(Sentence(sentence))
+            continue
+        pair = f"{previous} {sentence}"
+        if opening in PRONOUNS and len(pair) <= join_chars:
+            found.append(Sentence(pair))
+            continue
+        found.append(Sentence(sentence, _subject(previous) or found[-1].referent))
+    return found
+
+
+_SUBJECT_END = frozenset(["is", "was", "are", "were", "has", "had", "have"])
+SUBJECT_MAX_WORDS = 12
+"""A sentence's subject is the words before its first "is", "was", "has" ... when that
+comes this early ("Proxima Centauri is a red dwarf near the Sun": Proxima Centauri)."""
+
+
+def _subject(sentence: str) -> str:
+    """What ``sentence`` is about: its words before its first "is", "was", "has" ...
+    (within :data:`SUBJECT_MAX_WORDS`), else its names."""
+    words = _WORD.findall(sentence)
+    for index, word in enumerate(words[: SUBJECT_MAX_WORDS + 1]):
+        if word.casefold() in _SUBJECT_END and index > 0:
+            return " ".join(words[:index])
+    return _names(sentence)
+
+
+def _names(sentence: str) -> str:
+    """The capitalised words of ``sentence`` that may be names ("Ilse Marren")."""
+    words = _WORD.findall(sentence)
+    return " ".join(
+        word for word in words if word[:1].isupper() and word.casefold() not in NOT_NAMES
+    )

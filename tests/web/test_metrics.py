@@ -199,9 +199,15 @@ async def test_readyz_reads_a_heartbeat_before_pinging_workers(
 
 
 async def test_lifespan_puts_the_signal_handlers_back(tmp_path: Path, sqlite_url: str) -> None:
-    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    app = create_app(make_settings(tmp_path, database_url=sqlite_url))
-    async with app.router.lifespan_context(app):
-        during = signal.getsignal(signal.SIGINT)
-    assert during is not before[signal.SIGINT]  # wrapped while serving
-    assert {sig: signal.getsignal(sig) for sig in before} == before
+    # A handler to wrap, whatever the test run inherited (`nohup` and `cmd &` ignore SIGINT,
+    # and an ignored signal is left alone).
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        app = create_app(make_settings(tmp_path, database_url=sqlite_url))
+        async with app.router.lifespan_context(app):
+            during = signal.getsignal(signal.SIGINT)
+        assert during is not before[signal.SIGINT]  # wrapped while serving
+        assert {sig: signal.getsignal(sig) for sig in before} == before
+    finally:
+        signal.signal(signal.SIGINT, outer)

@@ -66,7 +66,6 @@ def run_generation(runtime: Runtime, *, generation_id: str) -> None:
     """Run one generation from claim to the terminal ``done`` or ``error`` event."""
     with metrics.recording(runtime.redis):  # written to Redis once, when it ends
         history: list[list[Conversation] | None] = []  # read with the claim, one transaction
-        runtime.threads.look()
         generation = runtime.lifecycle.claim(
             uuid.UUID(generation_id),
             worker_id=runtime.worker_id,

@@ -40,8 +40,6 @@ CHANGED_CHANNEL = "chatbot:threads:{host}:changed"
 REFRESH_S = 0.25
 STALE_S = 3.0
 SUBSCRIBED_TIMEOUT_S = 5.0
-#: A look at the host's load older than this (the claim found nothing to do, say) is not used.
-LOOK_FRESH_S = 1.0
 
 
 def share(*, cores: int, running: list[str], worker_id: str) -> int:
@@ -92,21 +90,12 @@ class ThreadsBudget:
         self.channel = changed_channel(host)
         self._threads = override or self.cores
         self._load = load or HostLoad().sample
-        self._looked: tuple[float, float] | None = None  # (reading, when)
 
     def sample_load(self) -> None:
         """Keep the host-load figure fresh while idle (the worker's heartbeat calls it), so
         a generation starts with a recent one."""
         if not self.override:
             self._load(False)
-
-    def look(self) -> None:
-        """Read the host's load for the generation about to start, before it is claimed:
-        its claim's first event sets the web tier running, and a process runnable at that
-        moment would cost the generation a core for its whole prompt (``running`` uses
-        this reading, if under ``LOOK_FRESH_S`` old, instead of taking one)."""
-        if not self.override:
-            self._looked = (self._load(True), time.monotonic())
 
     def current(self) -> int:
         """The threads to use now (read locally: no Redis round trip)."""
@@ -126,12 +115,7 @@ class ThreadsBudget:
             members = pipe.execute()[2]
         running = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
         mine = share(cores=self.cores, running=running, worker_id=self.worker_id)
-        looked, self._looked = self._looked, None
-        if announce and looked is not None and time.monotonic() - looked[1] < LOOK_FRESH_S:
-            load = looked[0]
-        else:
-            load = self._load(announce)  # announce: this generation is starting
-        taken = cores_taken(load)
+        taken = cores_taken(self._load(announce))  # announce: this generation is starting
         self._threads = max(1, min(mine, self.cores - taken))
         return self._threads
 

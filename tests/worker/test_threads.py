@@ -15,7 +15,7 @@ import redis
 from shared.settings import Settings
 from worker.engine import OFFLOADED_THREADS, ChatMessage, Engine, SamplingParams, load_engine
 from worker.engine.ctransformers_engine import PROMPT_BATCH_SIZE
-from worker.threads import LOOK_FRESH_S, STALE_S, ThreadsBudget, fixed_threads, share
+from worker.threads import STALE_S, ThreadsBudget, fixed_threads, share
 
 
 @pytest.fixture
@@ -110,34 +110,6 @@ def test_the_budget_is_subscribed_before_the_first_evaluation_and_its_thread_sle
         time.sleep(0.3)  # what the thread would do at once, it would have done by now
         assert refreshes == [{"announce": True}]  # the announcement only, before the yield
         assert threads() == 2
-
-
-def test_the_load_looked_at_before_the_claim_decides_the_first_share(
-    client: redis.Redis,
-) -> None:
-    # The claim's first event wakes the web tier: a process runnable just after it must
-    # not cost the generation a core it had when the job arrived.
-    readings = iter([0.0, 1.0, 0.0, 1.0])  # before the claim, then the web tier relays
-    asked: list[bool] = []
-
-    def load(starting: bool) -> float:
-        asked.append(starting)
-        return next(readings)
-
-    one = ThreadsBudget(client, worker_id="h:1", cores=2, host=f"h-{uuid.uuid4().hex}", load=load)
-    one.look()
-    with one.running() as threads:
-        assert threads() == 2
-        assert asked == [True]  # read once, before the claim
-    # Without a look, or with a stale one, the reading is taken when the generation starts.
-    with one.running() as threads:
-        assert threads() == 1
-        assert asked == [True, True]
-    one.look()
-    one._looked = (0.0, time.monotonic() - LOOK_FRESH_S)
-    with one.running() as threads:
-        assert threads() == 1
-        assert asked == [True, True, True, True]
 
 
 def test_a_killed_worker_drops_out_of_the_count(client: redis.Redis) -> None:

@@ -137,16 +137,16 @@ class ThreadsBudget:
         pubsub = None
         try:
             self.refresh(announce=True)
+        except redis.RedisError as exc:  # no budget is better than no answer
+            log.warning("threads budget unavailable, using all cores: %s", exc)
+            self._threads = self.cores
+        else:
             # Subscribed here, before the first evaluation, not by the thread: a thread that
             # connects beside a starting evaluation stalls ggml's spinning threads (a first
             # token 30-50 ms later on 2 cores). After the announcement, so that it does not
             # wake the thread; what another worker says in between, the next refresh sees.
-            pubsub = self._subscribe()
-        except redis.RedisError as exc:  # no budget is better than no answer
-            log.warning("threads budget unavailable, using all cores: %s", exc)
-            self._threads = self.cores
-            _close(pubsub)
-            pubsub = None
+            with contextlib.suppress(redis.RedisError):  # the thread tries again
+                pubsub = self._subscribe()
         beat = threading.Thread(target=self._beat, args=(stop, pubsub), name="threads", daemon=True)
         beat.start()
         try:

@@ -144,6 +144,16 @@ CLOCK_TIME = re.compile(
 """A time of day: "5.30 pm", "10:15", "noon"."""
 
 _PERSON_QUESTION = re.compile(r"^\s*(who|whom|whose)\b", re.I)
+# "What is the mascot called?", "What do locals call the building?": a name is asked.
+_CALLED_QUESTION = re.compile(
+    r"^\s*what(\s+is|\s+are|\s+was|\s+were|'s)\b.*\bcalled\b"
+    r"|^\s*what (do|does|did)\b.*\bcall\b",
+    re.I,
+)
+# A name a sentence gives something: "named him Bramble", "the nickname the Toffee Box",
+# "is called Moth", "renamed Morning Plover", "known as the Ark".
+_NAMING_CUE = _words("called named renamed nicknamed christened dubbed nickname nicknames titled")
+_NAMED_OBJECT = _words("him her it them the a an")
 _PLACE_QUESTION = re.compile(
     r"^\s*(where|(in |from |to |at )?(what|which) (city|country|town|village|place|region"
     r"|province|state|county|island|river|lake|sea|capital)"
@@ -177,6 +187,23 @@ def asks_for_clock_time(question: str) -> bool:
 def asks_for_person(question: str) -> bool:
     """A person: "Who founded ...", whose name is no street's ("Mill Lane")."""
     return bool(_PERSON_QUESTION.match(question))
+
+
+def naming_positions(words: list[str]) -> set[int]:
+    """Indexes of the capitalised words right after a naming cue in ``words`` ("Staff
+    named him Bramble", "known as the Ark"): the name the sentence gives a thing."""
+    lower = [word.casefold() for word in words]
+    found: set[int] = set()
+    for index, word in enumerate(lower):
+        if word not in _NAMING_CUE and not (word == "as" and index and lower[index - 1] == "known"):
+            continue
+        after = index + 1
+        while after < len(words) and lower[after] in _NAMED_OBJECT:
+            after += 1
+        while after < len(words) and words[after][:1].isupper():
+            found.add(after)
+            after += 1
+    return found
 
 
 def asks_for_place(question: str) -> bool:
@@ -234,6 +261,6 @@ def expected_answer(question: str, shape: QuestionShape | None = None) -> str | 
         return "material"
     if asks_for_place(question):
         return "place"
-    if _EXPECTS_NAME.match(question):
+    if _EXPECTS_NAME.match(question) or _CALLED_QUESTION.match(question):
         return "name"
     return None

@@ -39,6 +39,7 @@ from worker.internet.answer_kind import (
     expected_answer,
     material_positions,
     named_thing,
+    naming_positions,
 )
 from worker.internet.measure import (
     COUNTED_WITHIN,
@@ -165,7 +166,7 @@ def score_sentences(question: str, passages: Sequence[QuotedPassage]) -> list[tu
     models = asked_models(question)
     asked = _Asked(
         expects=expects,
-        question_words=frozenset(word.casefold() for word in _WORD.findall(question)),
+        question_words=frozenset(_bare(word) for word in _WORD.findall(question)),
         kinds=unit_kinds(question),
         thing=named_thing(question) if expects == "name" else None,
         roles=asked_roles(question) if expects == "person" else frozenset(),
@@ -281,7 +282,7 @@ def _answer_positions(sentence: str, asked: _Asked) -> list[int]:
     positions: list[int] = []
     for index, word in enumerate(words):
         lower = word.casefold()
-        if lower in question_words:
+        if _bare(word) in question_words:  # "Library's" restates "Library"
             continue
         if expects == "number":
             if is_number_answer(words, index):  # "opened in 2016" is none to "how many"
@@ -308,9 +309,17 @@ def _answer_positions(sentence: str, asked: _Asked) -> list[int]:
     if asked.roles:
         positions = names_of_asked_roles(words, positions, asked.roles)
     if asked.thing is not None:
+        # A name given by a naming cue ("Staff named him Bramble") needs no thing word.
         things = [i for i, word in enumerate(words) if stem(word.casefold()) == stem(asked.thing)]
+        things += naming_positions(words)
         positions = [p for p in positions if any(abs(p - i) <= NAMED_WITHIN for i in things)]
     return positions
+
+
+def _bare(word: str) -> str:
+    """``word`` lower-cased without a possessive "'s": "Library's" names the library."""
+    lower = word.casefold()
+    return lower[:-2] if lower.endswith(("'s", "\u2019s")) and len(lower) > 2 else lower
 
 
 def _in_street_name(words: list[str], index: int) -> bool:
@@ -340,7 +349,8 @@ def _answer_strength(sentence: str, asked: _Asked, answers: list[int]) -> float:
             return 1.0 + FULL_ANSWER_BONUS
         return 1.0 + FULL_ANSWER_BONUS / 2 if MONTH_YEAR.search(sentence) else 1.0
     if expects in ("person", "name"):
-        paired = any(b - a == 1 for a, b in itertools.pairwise(answers))
+        named = expects == "name" and bool(naming_positions(_WORD.findall(sentence)) & set(answers))
+        paired = named or any(b - a == 1 for a, b in itertools.pairwise(answers))
         return 1.0 + FULL_ANSWER_BONUS if paired else 1.0
     if expects == "material":
         # "mostly smoked eel", "made from rye": the sentence says outright what the thing

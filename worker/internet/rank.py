@@ -86,6 +86,10 @@ _ATTRIBUTE_WORDS: tuple[tuple[frozenset[str], tuple[str, ...]], ...] = (
     (frozenset({"died", "die", "death"}), ("died", "death", "dead")),
     (frozenset({"capital"}), ("capital", "seat")),
     (
+        frozenset({"call", "called", "nickname", "nicknamed"}),
+        ("called", "named", "renamed", "nickname", "nicknamed", "known", "dubbed"),
+    ),
+    (
         frozenset({"stolen", "stole", "steal", "theft", "robbed"}),
         ("stolen", "stole", "theft", "took", "thieves", "disappearance"),
     ),

@@ -1,0 +1,62 @@
+"""Picking the sentence that answers: the sixth round's general rules, each on made-up
+sentences: a sentence must offer a candidate the question does not already hold, a name
+given by a naming cue answers "what is it called", and what a page asks is no answer."""
+
+from __future__ import annotations
+
+import pytest
+
+from worker.internet.answer_kind import expected_answer, naming_positions
+from worker.internet.lead import MIN_LEAD_SCORE
+from worker.internet.quote import QuotedPassage, pick_quotes
+
+
+def _best(question: str, *texts: str, titles: tuple[str, ...] = ()) -> str:
+    passages = [
+        QuotedPassage(n, text, 1.0, title=titles[n - 1] if titles else "")
+        for n, text in enumerate(texts, start=1)
+    ]
+    quote = pick_quotes(question, passages)[0]
+    assert quote.score >= MIN_LEAD_SCORE
+    return quote.text
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What is the ferry to Osk called?",
+        "What do fans call the Pellmoor stand?",
+        "What was the old mill called before 1900?",
+    ],
+)
+def test_what_something_is_called_asks_for_a_name(question: str) -> None:
+    assert expected_answer(question) == "name"
+
+
+def test_a_naming_cue_marks_the_name_a_sentence_gives() -> None:
+    assert _named("Keepers named her Juniper and the visitors call her June") == {3}
+    assert _named("It is known as the Salt Arch") == {5, 6}
+    assert _named("Dorrit Hall is called little") == set()
+
+
+def _named(sentence: str) -> set[int]:
+    return naming_positions(sentence.split(" "))
+
+
+def test_a_possessive_of_the_question_s_own_name_is_no_new_name() -> None:
+    # "Tamsby Museum's" restates the question's name; the answer names the dog.
+    text = (
+        "Tamsby Museum's guard dog has been given a medal by the town council. "
+        "Keepers named him Pilot when he arrived as a puppy."
+    )
+    question = "What is the name of the dog at Tamsby Museum?"
+    assert "Pilot" in _best(question, text, titles=("Tamsby Museum",))
+
+
+def test_a_name_given_by_a_naming_cue_answers_what_it_is_called() -> None:
+    text = (
+        "The Orrin footbridge, opened by Mayor Hal Tesk in 2004, links the two quays. "
+        "Its swaying deck soon earned it the nickname the Jelly Bridge."
+    )
+    question = "What do people call the Orrin footbridge?"
+    assert "Jelly Bridge" in _best(question, text, titles=("Orrin footbridge",))

@@ -206,6 +206,23 @@ def naming_positions(words: list[str]) -> set[int]:
     return found
 
 
+def in_street_name(words: list[str], index: int) -> bool:
+    """Whether ``words[index]`` is part of a street's name ("Mill Lane"): no person."""
+    following = words[index + 1] if index + 1 < len(words) else ""
+    return words[index].casefold() in STREET_WORDS or (
+        following[:1].isupper() and following.casefold() in STREET_WORDS
+    )
+
+
+def starts_a_name(words: list[str], question_words: frozenset[str]) -> bool:
+    """Whether a sentence's first word begins a name: the next word is capitalised and
+    no question word ("Delphine Wakeham, who won two titles, ..."; not "Tours of ..." or
+    "Join Trellis Robotics ..." for a question about Trellis Robotics)."""
+    if len(words) < 2 or not words[1][:1].isupper():
+        return False
+    return words[1].casefold() not in NOT_NAMES | question_words
+
+
 def asks_for_place(question: str) -> bool:
     """A place, whose name is one word as often as two ("Kerlingen", "Port Arden")."""
     return bool(_PLACE_QUESTION.match(question))

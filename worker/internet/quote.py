@@ -34,12 +34,13 @@ from worker.internet.answer_kind import (
     MONTH_YEAR,
     MONTHS,
     NOT_NAMES,
-    STREET_WORDS,
     WORDS_OF_KIND,
     expected_answer,
+    in_street_name,
     material_positions,
     named_thing,
     naming_positions,
+    starts_a_name,
 )
 from worker.internet.measure import (
     COUNTED_WITHIN,
@@ -296,11 +297,11 @@ def _answer_positions(sentence: str, asked: _Asked) -> list[int]:
         elif expects in WORDS_OF_KIND:
             if lower in WORDS_OF_KIND[expects]:
                 positions.append(index)
-        elif expects == "person" and _in_street_name(words, index):
+        elif expects == "person" and in_street_name(words, index):
             continue
         elif (
             word[:1].isupper()
-            and (index > 0 or _starts_a_name(words, question_words))
+            and (index > 0 or starts_a_name(words, question_words))
             and lower not in NOT_NAMES
             and lower not in MONTHS
             and not any(ch.isdigit() for ch in word)
@@ -320,23 +321,6 @@ def _bare(word: str) -> str:
     """``word`` lower-cased without a possessive "'s": "Library's" names the library."""
     lower = word.casefold()
     return lower[:-2] if lower.endswith(("'s", "\u2019s")) and len(lower) > 2 else lower
-
-
-def _in_street_name(words: list[str], index: int) -> bool:
-    """Whether ``words[index]`` is part of a street's name ("Mill Lane"): no person."""
-    following = words[index + 1] if index + 1 < len(words) else ""
-    return words[index].casefold() in STREET_WORDS or (
-        following[:1].isupper() and following.casefold() in STREET_WORDS
-    )
-
-
-def _starts_a_name(words: list[str], question_words: frozenset[str]) -> bool:
-    """Whether a sentence's first word begins a name: the next word is capitalised and
-    no question word ("Delphine Wakeham, who won two titles, ..."; not "Tours of ..." or
-    "Join Trellis Robotics ..." for a question about Trellis Robotics)."""
-    if len(words) < 2 or not words[1][:1].isupper():
-        return False
-    return words[1].casefold() not in NOT_NAMES | question_words
 
 
 def _answer_strength(sentence: str, asked: _Asked, answers: list[int]) -> float:

@@ -52,9 +52,10 @@ from worker.internet.measure import (
     unit_kinds,
 )
 from worker.internet.rank import QuestionShape, analyse_question, stem, tokenize
-from worker.internet.sentences import sentences_with_referents
+from worker.internet.sentences import Sentence, sentences_with_referents
 
 _WORD = re.compile(r"[\w'\u2019-]+")
+_ASKS = re.compile(r"\?[\"'\u201d)]*\s*$")
 
 MAX_QUOTE_CHARS = 320
 """Longest quote; a longer sentence is cut around the words that matched the question."""
@@ -115,6 +116,9 @@ class _Asked:
     roles: frozenset[str] = frozenset()
     """For "Who wrote ...": the role words that may stand by the answer's name."""
     counted: str | None = None
+    attribute: frozenset[str] = frozenset()
+    """Stems of the question's terms, the words pages use for its attribute and its role
+    words: a table row answers only when its label holds one ("Founder", not "Colours")."""
     """The stem of what "how many" counts ("arch" for "How many arches ...")."""
 
 
@@ -172,6 +176,7 @@ def score_sentences(question: str, passages: Sequence[QuotedPassage]) -> list[tu
         thing=named_thing(question) if expects == "name" else None,
         roles=asked_roles(question) if expects == "person" else frozenset(),
         counted=stem(thing) if (thing := counted_thing(question)) else None,
+        attribute=frozenset([*shape.terms, *shape.related, *map(stem, asked_roles(question))]),
     )
     top = max((passage.score for passage in passages), default=0.0) or 1.0
     join = MAX_QUOTE_CHARS if expects == "person" else 0
@@ -187,7 +192,7 @@ def score_sentences(question: str, passages: Sequence[QuotedPassage]) -> list[tu
     scored: list[tuple[int, Quote]] = []
     for number, found in sentences:
         passage, sentence, referent = passages[number], found.text, tokenize(found.referent)
-        score = _sentence_score(shape, idf, asked, sentence, contexts[number], set(referent))
+        score = _sentence_score(shape, idf, asked, found, contexts[number], set(referent))
         if score <= 0:
             continue
         near = [*tokenize(sentence), "", *referent, "", *tokenize(passage.context)]
@@ -234,12 +239,13 @@ def _sentence_score(
     shape: QuestionShape,
     idf: dict[str, float],
     asked: _Asked,
-    sentence: str,
+    found: Sentence,
     around: set[str],
     referent: set[str],
 ) -> float:
-    """How well ``sentence`` answers; ``around`` are the words of its passage, heading and
+    """How well ``found`` answers; ``around`` are the words of its passage, heading and
     title, ``referent`` those of the names a pronoun at its start stands for."""
+    sentence = found.text
     present = set(tokenize(sentence))
     terms = list(dict.fromkeys(shape.terms))
     weight = sum(idf[term] for term in terms) or 1.0
@@ -254,7 +260,11 @@ def _sentence_score(
     if asked.expects is None:
         return score
     answers = _answer_positions(sentence, asked)
-    if not answers:
+    if found.label and not (
+        set(tokenize(found.label)) & asked.attribute or measure_kinds(sentence) & asked.kinds
+    ):
+        answers = []  # "Colours: Dark blue" is another attribute's row
+    if not answers or _ASKS.search(sentence):  # what a page asks ("Who designed it?")
         return score * MISSING_ANSWER_FACTOR
     score += ANSWER_WEIGHT * _answer_strength(sentence, asked, answers)
     words = [word.casefold() for word in _WORD.findall(sentence)]

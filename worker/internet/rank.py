@@ -48,7 +48,7 @@ _ATTRIBUTE_WORDS: tuple[tuple[frozenset[str], tuple[str, ...]], ...] = (
     (frozenset({"hot", "cold", "warm", "temperature"}), ("temperature", "degrees")),
     (frozenset({"old", "age"}), ("age", "old", "born")),
     (frozenset({"fast", "speed"}), ("speed", "fast", "fastest", "mph")),
-    (frozenset({"heavy", "weight"}), ("weight", "mass", "heavy")),
+    (frozenset({"heavy", "weight", "weigh"}), ("weight", "mass", "heavy")),
     (
         frozenset({"population", "people", "populous"}),
         ("population", "inhabitants", "residents", "people"),
@@ -84,6 +84,10 @@ _ATTRIBUTE_WORDS: tuple[tuple[frozenset[str], tuple[str, ...]], ...] = (
     ),
     (frozenset({"born", "birthplace", "birth"}), ("born", "birth", "birthplace", "native")),
     (frozenset({"died", "die", "death"}), ("died", "death", "dead")),
+    (
+        frozenset({"finished", "finish", "completed", "complete", "completion"}),
+        ("completed", "completion", "finished"),
+    ),
     (frozenset({"capital"}), ("capital", "seat")),
     (
         frozenset({"call", "called", "nickname", "nicknamed"}),

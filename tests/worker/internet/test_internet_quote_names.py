@@ -9,6 +9,7 @@ import pytest
 from worker.internet.answer_kind import expected_answer, naming_positions
 from worker.internet.lead import MIN_LEAD_SCORE
 from worker.internet.quote import QuotedPassage, pick_quotes
+from worker.internet.sentences import sentences_with_referents
 
 
 def _best(question: str, *texts: str, titles: tuple[str, ...] = ()) -> str:
@@ -60,3 +61,37 @@ def test_a_name_given_by_a_naming_cue_answers_what_it_is_called() -> None:
     )
     question = "What do people call the Orrin footbridge?"
     assert "Jelly Bridge" in _best(question, text, titles=("Orrin footbridge",))
+
+
+def test_a_table_row_of_another_attribute_is_no_answer() -> None:
+    # "Navy Blue" is a name, but the row says the club's colours, not who founded it.
+    text = "The Brennock Chess Club meets in the town hall. | Colours | Navy Blue and White |"
+    passages = [QuotedPassage(1, text, 1.0, title="Brennock Chess Club")]
+    quotes = pick_quotes("Who founded the Brennock Chess Club?", passages)
+    assert all(quote.score < MIN_LEAD_SCORE for quote in quotes)
+
+
+def test_a_two_word_row_of_the_asked_attribute_answers() -> None:
+    # A page says "Completed" where the question says "finished".
+    rows = "The Harl Aqueduct carries the canal. | Started | 1801 | | Completed | 1811 |"
+    repaired = "The Harl Aqueduct was repaired in 1990 by the canal trust."
+    question = "What year was the Harl Aqueduct finished?"
+    assert "1811" in _best(question, rows, repaired, titles=("Harl Aqueduct", "Harl Aqueduct"))
+
+
+def test_text_after_a_table_s_last_bar_is_a_sentence_of_its_own() -> None:
+    found = sentences_with_referents("| Built | 1905 | | Floors | 9 | It was a hotel until 1950.")
+    assert [sentence.text for sentence in found] == [
+        "Built 1905.",
+        "Floors 9.",
+        "It was a hotel until 1950.",
+    ]
+    assert [sentence.label for sentence in found] == ["Built", "Floors", ""]
+
+
+def test_a_question_on_the_page_is_no_answer() -> None:
+    asked = "Who designed the Pellow Footbridge, with its Art Deco lamps? We asked around."
+    told = "The Pellow Footbridge is one of the works of Ines Harrow, an engineer."
+    question = "Who designed the Pellow Footbridge?"
+    titles = ("Pellow Footbridge", "Pellow Footbridge")
+    assert "Ines Harrow" in _best(question, asked, told, titles=titles)

@@ -223,6 +223,58 @@ def starts_a_name(words: list[str], question_words: frozenset[str]) -> bool:
     return words[1].casefold() not in NOT_NAMES | question_words
 
 
+_PLACE_KIND_QUESTION = re.compile(
+    r"\b(?:what|which) (country|river|lake|sea|island|town|city|village|county|region"
+    r"|province|state|street|road|mountain|hill|valley)\b",
+    re.I,
+)
+PLACE_KINDS = STREET_WORDS | _words(
+    "country river lake sea island town city village county region province state mountain"
+    " mount valley canal bridge forest bay loch estuary brook stream"
+)
+"""Words that say what kind of place a name is ("the river Dresk", "Quay Street")."""
+
+
+def asked_place_kind(question: str) -> str | None:
+    """The kind of place ``question`` asks for: "country" in "In which country ..."."""
+    match = _PLACE_KIND_QUESTION.search(question)
+    return match.group(1).casefold() if match else None
+
+
+def place_kinds_of(words: list[str], span: list[int]) -> set[str]:
+    """The kinds of place a name (the words at ``span``) is said to be: its own kind
+    words ("River Weyle", "Quay Street") and a lower-case one before it ("the river
+    Dresk"); a street word stands for "street"."""
+    found = [words[index].casefold() for index in span]
+    before = words[span[0] - 1] if span[0] > 0 else ""
+    if before.islower():
+        found.append(before)
+    kinds = {word for word in found if word in PLACE_KINDS}
+    return {"street" if kind in STREET_WORDS else kind for kind in kinds}
+
+
+def spans(positions: list[int]) -> list[list[int]]:
+    """``positions`` grouped into runs of neighbours (the words of one name)."""
+    spans: list[list[int]] = []
+    for position in positions:
+        if spans and position == spans[-1][-1] + 1:
+            spans[-1].append(position)
+        else:
+            spans.append([position])
+    return spans
+
+
+def places_of_kind(words: list[str], positions: list[int], kind: str) -> list[int]:
+    """``positions`` (of name words in ``words``) less the names said to be another kind
+    of place than ``kind`` ("the river Dresk" where a country is asked for)."""
+    return [
+        index
+        for span in spans(positions)
+        if not (kinds := place_kinds_of(words, span)) or kind in kinds
+        for index in span
+    ]
+
+
 def asks_for_place(question: str) -> bool:
     """A place, whose name is one word as often as two ("Kerlingen", "Port Arden")."""
     return bool(_PLACE_QUESTION.match(question))

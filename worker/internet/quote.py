@@ -35,11 +35,15 @@ from worker.internet.answer_kind import (
     MONTHS,
     NOT_NAMES,
     WORDS_OF_KIND,
+    asked_place_kind,
     expected_answer,
     in_street_name,
     material_positions,
     named_thing,
     naming_positions,
+    place_kinds_of,
+    places_of_kind,
+    spans,
     starts_a_name,
 )
 from worker.internet.measure import (
@@ -52,7 +56,7 @@ from worker.internet.measure import (
     unit_kinds,
 )
 from worker.internet.rank import QuestionShape, analyse_question, stem, tokenize
-from worker.internet.sentences import Sentence, sentences_with_referents
+from worker.internet.sentences import Sentence, sentences_with_referents, trim_sentence
 
 _WORD = re.compile(r"[\w'\u2019-]+")
 _ASKS = re.compile(r"\?[\"'\u201d)]*\s*$")
@@ -113,6 +117,9 @@ class _Asked:
     question_words: frozenset[str]
     kinds: frozenset[str]
     thing: str | None
+    place_kind: str | None = None
+    """The kind of place asked for ("country"): a name said to be another ("the river
+    Dresk") is none, one said to be it ("River Weyle") a full answer."""
     roles: frozenset[str] = frozenset()
     """For "Who wrote ...": the role words that may stand by the answer's name."""
     counted: str | None = None
@@ -174,6 +181,7 @@ def score_sentences(question: str, passages: Sequence[QuotedPassage]) -> list[tu
         question_words=frozenset(_bare(word) for word in _WORD.findall(question)),
         kinds=unit_kinds(question),
         thing=named_thing(question) if expects == "name" else None,
+        place_kind=asked_place_kind(question) if expects in ("place", "name") else None,
         roles=asked_roles(question) if expects == "person" else frozenset(),
         counted=stem(thing) if (thing := counted_thing(question)) else None,
         attribute=frozenset([*shape.terms, *shape.related, *map(stem, asked_roles(question))]),
@@ -189,6 +197,7 @@ def score_sentences(question: str, passages: Sequence[QuotedPassage]) -> list[tu
     term_weight = sum(idf[term] for term in set(shape.terms)) or 1.0
     subject = _subject_terms(shape, passages)
     pairs = set(itertools.pairwise(shape.terms))
+    wanted = {*shape.terms, *shape.related}
     scored: list[tuple[int, Quote]] = []
     for number, found in sentences:
         passage, sentence, referent = passages[number], found.text, tokenize(found.referent)
@@ -204,7 +213,8 @@ def score_sentences(question: str, passages: Sequence[QuotedPassage]) -> list[tu
         score *= 1.0 - PASSAGE_WEIGHT + PASSAGE_WEIGHT * max(0.0, passage.score) / top
         in_title = sum(idf[term] for term in set(shape.terms) if term in titles[number])
         score *= 1.0 - TITLE_WEIGHT + TITLE_WEIGHT * in_title / term_weight
-        scored.append((number, Quote(passage.source_index, _trim(sentence, shape), score)))
+        text = trim_sentence(sentence, wanted, MAX_QUOTE_CHARS)
+        scored.append((number, Quote(passage.source_index, text, score)))
     return scored
 
 
@@ -319,6 +329,8 @@ def _answer_positions(sentence: str, asked: _Asked) -> list[int]:
             positions.append(index)
     if asked.roles:
         positions = names_of_asked_roles(words, positions, asked.roles)
+    if asked.place_kind is not None:
+        positions = places_of_kind(words, positions, asked.place_kind)
     if asked.thing is not None:
         # A name given by a naming cue ("Staff named him Bramble") needs no thing word.
         things = [i for i, word in enumerate(words) if stem(word.casefold()) == stem(asked.thing)]
@@ -351,6 +363,10 @@ def _answer_strength(sentence: str, asked: _Asked, answers: list[int]) -> float:
         # is made of, as a number in the asked unit says outright how much.
         return 1.0 + FULL_ANSWER_BONUS * MATCHING_UNIT_BONUS
     if expects != "number":
+        if asked.place_kind is not None:
+            words = _WORD.findall(sentence)
+            if any(asked.place_kind in place_kinds_of(words, span) for span in spans(answers)):
+                return 1.0 + FULL_ANSWER_BONUS
         return 1.0  # a place's name is one word as often as two; a colour
     if kinds:
         if measure_kinds(sentence) & kinds:
@@ -366,26 +382,3 @@ def _answer_strength(sentence: str, asked: _Asked, answers: list[int]) -> float:
     if MEASURE.search(sentence):
         return 1.0 + FULL_ANSWER_BONUS * UNIT_BONUS
     return 1.0
-
-
-def _trim(sentence: str, shape: QuestionShape) -> str:
-    """``sentence``, or its part around the question's terms when it is too long."""
-    if len(sentence) <= MAX_QUOTE_CHARS:
-        return sentence
-    words = sentence.split()
-    wanted = set(shape.terms) | set(shape.related)
-    hits = [i for i, word in enumerate(words) if set(tokenize(word)) & wanted] or [0]
-    middle = hits[len(hits) // 2]
-    start, end = middle, middle + 1
-    while end - start < len(words):
-        grown = False
-        if start > 0 and len(" ".join(words[start - 1 : end])) <= MAX_QUOTE_CHARS - 2:
-            start -= 1
-            grown = True
-        if end < len(words) and len(" ".join(words[start : end + 1])) <= MAX_QUOTE_CHARS - 2:
-            end += 1
-            grown = True
-        if not grown:
-            break
-    text = " ".join(words[start:end])
-    return ("…" if start > 0 else "") + text + ("…" if end < len(words) else "")

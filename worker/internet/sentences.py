@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from worker.internet.answer_kind import NOT_NAMES, PRONOUNS
+from worker.internet.rank import tokenize
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[]?[A-Z0-9])")
 _TABLE_CELL = re.compile(r"\s*\|\s*")
@@ -117,3 +118,26 @@ def _names(sentence: str) -> str:
     return " ".join(
         word for word in words if word[:1].isupper() and word.casefold() not in NOT_NAMES
     )
+
+
+def trim_sentence(sentence: str, wanted: set[str], max_chars: int) -> str:
+    """``sentence``, or its part around the ``wanted`` terms (stems) when it is longer
+    than ``max_chars``, with "…" where it was cut."""
+    if len(sentence) <= max_chars:
+        return sentence
+    words = sentence.split()
+    hits = [i for i, word in enumerate(words) if set(tokenize(word)) & wanted] or [0]
+    middle = hits[len(hits) // 2]
+    start, end = middle, middle + 1
+    while end - start < len(words):
+        grown = False
+        if start > 0 and len(" ".join(words[start - 1 : end])) <= max_chars - 2:
+            start -= 1
+            grown = True
+        if end < len(words) and len(" ".join(words[start : end + 1])) <= max_chars - 2:
+            end += 1
+            grown = True
+        if not grown:
+            break
+    text = " ".join(words[start:end])
+    return ("…" if start > 0 else "") + text + ("…" if end < len(words) else "")

@@ -95,3 +95,22 @@ def test_a_question_on_the_page_is_no_answer() -> None:
     question = "Who designed the Pellow Footbridge?"
     titles = ("Pellow Footbridge", "Pellow Footbridge")
     assert "Ines Harrow" in _best(question, asked, told, titles=titles)
+
+
+def test_a_name_said_to_be_another_kind_of_place_is_no_answer() -> None:
+    # "the river Lenn" is a river, not the country asked for.
+    text = (
+        "The Osterby Keep is a tower house on a crag above the river Lenn. "
+        "The keep stands in the far north of Marrow, near the coast."
+    )
+    question = "In which country is the Osterby Keep?"
+    assert "Marrow" in _best(question, text, titles=("Osterby Keep",))
+
+
+def test_a_name_said_to_be_the_asked_kind_of_place_is_a_full_answer() -> None:
+    text = (
+        "The Dunhallow Canal, dug in 1790, skirts the edge of the valley. "
+        "The town grew up at a ford on the River Seln."
+    )
+    question = "Which river runs through Dunhallow?"
+    assert "River Seln" in _best(question, text, titles=("Dunhallow",))

@@ -169,6 +169,28 @@ PRONOUNS = frozenset(["he", "she", "they", "his", "her", "their"])
 """A sentence opening with one of these names its person in the sentence before."""
 
 
+_FREQUENCY_QUESTION = re.compile(r"^\s*how (often|frequently)\b|\bhow many times a\b", re.I)
+FREQUENCY = re.compile(
+    r"\bevery (?:(?:other|second|third|fourth|few|\d+\w*|one|two|three|four|five|six|ten)\s)?"
+    r"[a-z]+|\b(?:hourly|daily|nightly|weekly|fortnightly|monthly|quarterly|yearly|annually)\b"
+    r"|\b(?:once|twice|\w+ times) (?:a|an|per|each) [a-z]+",
+    re.I,
+)
+"""How often something happens: "every second Saturday", "weekly", "twice a year"."""
+
+
+def asks_for_frequency(question: str) -> bool:
+    """How often: "How often is the market held?"; "every 12 minutes" answers it."""
+    return bool(_FREQUENCY_QUESTION.search(question))
+
+
+def frequency_positions(sentence: str, word_starts: list[int]) -> list[int]:
+    """Indexes (into the words starting at ``word_starts``) of the words that start a
+    frequency in ``sentence``."""
+    starts = {match.start() for match in FREQUENCY.finditer(sentence)}
+    return [index for index, start in enumerate(word_starts) if start in starts]
+
+
 def asks_for_colour(question: str) -> bool:
     """A colour: "What colour is the male ember finch?"."""
     return bool(_COLOUR_QUESTION.search(question))
@@ -310,10 +332,13 @@ def material_positions(sentence: str, word_starts: list[int]) -> list[int]:
 
 def expected_answer(question: str, shape: QuestionShape | None = None) -> str | None:
     """The kind of answer ``question`` asks for: ``number`` (a time of day too), ``date``,
+    ``frequency`` ("every second Saturday"),
     ``person``, ``place``, another ``name``, ``colour``, ``material`` (what a thing is
     made of), a lower-case kind of :data:`WORDS_OF_KIND` (``currency``, ``fruit``,
     ``animal``, ``breed``), or None."""
     shape = shape or analyse_question(question)
+    if asks_for_frequency(question):
+        return "frequency"
     if asks_for_clock_time(question):
         return "number"  # a time of day, in the "clock" unit (measure.unit_kinds)
     if shape.expects is not None:

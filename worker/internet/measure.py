@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from worker.internet.answer_kind import CLOCK_TIME, MONTHS, asks_for_clock_time
+from worker.internet.answer_kind import CLOCK_TIME, FREQUENCY, MONTHS, asks_for_clock_time
 
 NUMBER_WORDS = frozenset(
     [
@@ -163,7 +163,9 @@ def unit_kinds(question: str) -> frozenset[str]:
 
 
 def measure_kinds(sentence: str) -> set[str]:
-    """The kinds of unit the numbers in ``sentence`` are in."""
+    """The kinds of unit the numbers in ``sentence`` are in; "every 15 minutes" says how
+    often, not how long."""
+    sentence = FREQUENCY.sub(" ", sentence)
     kinds = {kind for kind, pattern in _KIND_OF.items() if pattern.search(sentence)}
     if _MONEY_SYMBOL.search(sentence):
         kinds.add("money")

@@ -37,6 +37,7 @@ from worker.internet.answer_kind import (
     WORDS_OF_KIND,
     asked_place_kind,
     expected_answer,
+    frequency_positions,
     in_street_name,
     material_positions,
     named_thing,
@@ -300,6 +301,8 @@ def _answer_positions(sentence: str, asked: _Asked) -> list[int]:
     expects, question_words = asked.expects, asked.question_words
     if expects == "material":
         return material_positions(sentence, [match.start() for match in matches])
+    if expects == "frequency":
+        return frequency_positions(sentence, [match.start() for match in matches])
     positions: list[int] = []
     for index, word in enumerate(words):
         lower = word.casefold()
@@ -358,9 +361,9 @@ def _answer_strength(sentence: str, asked: _Asked, answers: list[int]) -> float:
         named = expects == "name" and bool(naming_positions(_WORD.findall(sentence)) & set(answers))
         paired = named or any(b - a == 1 for a, b in itertools.pairwise(answers))
         return 1.0 + FULL_ANSWER_BONUS if paired else 1.0
-    if expects == "material":
-        # "mostly smoked eel", "made from rye": the sentence says outright what the thing
-        # is made of, as a number in the asked unit says outright how much.
+    if expects in ("material", "frequency"):
+        # "mostly smoked eel", "every second Saturday": the sentence says outright what
+        # the thing is made of or how often, as a number in the asked unit says how much.
         return 1.0 + FULL_ANSWER_BONUS * MATCHING_UNIT_BONUS
     if expects != "number":
         if asked.place_kind is not None:

@@ -114,3 +114,22 @@ def test_a_name_said_to_be_the_asked_kind_of_place_is_a_full_answer() -> None:
     )
     question = "Which river runs through Dunhallow?"
     assert "River Seln" in _best(question, text, titles=("Dunhallow",))
+
+
+def test_how_often_asks_for_a_frequency() -> None:
+    assert expected_answer("How often does the Kelby book club meet?") == "frequency"
+    text = (
+        "The Kelby book club was started in 2011 by 4 friends and now has 40 members. "
+        "It meets every third Thursday, in the back room of the Swan."
+    )
+    question = "How often does the Kelby book club meet?"
+    assert "every third Thursday" in _best(question, text, titles=("Kelby book club",))
+
+
+def test_a_number_after_every_says_how_often_not_how_long() -> None:
+    text = (
+        "The harbour ferry to Skerrin leaves every 40 minutes from the north pier. "
+        "The crossing takes 25 minutes in calm weather."
+    )
+    question = "How long is the ferry crossing to Skerrin?"
+    assert "25 minutes" in _best(question, text, titles=("Skerrin ferry",))

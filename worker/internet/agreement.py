@@ -123,7 +123,7 @@ OTHER_ROLE_WORDS = _words(
     "producer editor publisher translator illustrator actor actress star presenter"
     " executive ceo chairman chairwoman chair president curator conductor narrator"
     " judge produced edited published translated illustrated narrated starring played"
-    " run"
+    " run developer developed client commissioned sponsor sponsored"
 )
 """Role words of no asked role: they mark a name as someone else's."""
 _ALL_ROLE_WORDS = frozenset().union(*(words for _, words in _ROLES.values())) | OTHER_ROLE_WORDS
@@ -168,7 +168,10 @@ def names_of_asked_roles(
 
 def _attached_role(words: list[str], start: int, end: int) -> str | None:
     lower = [word.casefold() for word in words]
-    before = [lower[i] for i in range(max(0, start - 2), start)]
+    before = [lower[i] for i in range(max(0, start - 3), start)]
+    if before and before[-1] in ("the", "a", "an"):  # "developed by the Halder Group"
+        before.pop()
+    before = before[-2:]
     if before and before[-1] == "by" and len(before) == 2:  # "directed by"
         before = before[:1]
     if before and before[-1] in _ALL_ROLE_WORDS:

@@ -133,3 +133,13 @@ def test_a_number_after_every_says_how_often_not_how_long() -> None:
     )
     question = "How long is the ferry crossing to Skerrin?"
     assert "25 minutes" in _best(question, text, titles=("Skerrin ferry",))
+
+
+def test_a_name_after_another_role_and_an_article_is_not_the_asked_role_s() -> None:
+    # "developed by the Orley Group": the developer, not the designer.
+    text = (
+        "The Varn Library was developed by the Orley Group for Varn Council. "
+        "It was designed by Rhea Quill, whose studio had built only houses before."
+    )
+    question = "Who designed the Varn Library?"
+    assert "Rhea Quill" in _best(question, text, titles=("Varn Library",))

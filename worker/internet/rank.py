@@ -90,6 +90,10 @@ _ATTRIBUTE_WORDS: tuple[tuple[frozenset[str], tuple[str, ...]], ...] = (
     ),
     (frozenset({"capital"}), ("capital", "seat")),
     (
+        frozenset({"based", "located", "headquartered", "headquarters"}),
+        ("based", "located", "headquarters", "headquartered", "premises", "work"),
+    ),
+    (
         frozenset({"call", "called", "nickname", "nicknamed"}),
         ("called", "named", "renamed", "nickname", "nicknamed", "known", "dubbed"),
     ),

@@ -143,3 +143,16 @@ def test_a_name_after_another_role_and_an_article_is_not_the_asked_role_s() -> N
     )
     question = "Who designed the Varn Library?"
     assert "Rhea Quill" in _best(question, text, titles=("Varn Library",))
+
+
+def test_a_page_says_we_work_from_where_the_question_says_based() -> None:
+    texts = (
+        "The Tansy Soap Company has won a prize at the Northern Craft Fair for its lavender bar.",
+        "Our shop in Dunmere stocks every soap we make.",
+        "We work from a converted barn in Orrick, where all our soap is made.",
+    )
+    passages = [
+        QuotedPassage(n, text, 1.0, title="Tansy Soap Company") for n, text in enumerate(texts)
+    ]
+    question = "Where is the Tansy Soap Company based?"
+    assert "Orrick" in pick_quotes(question, passages)[0].text

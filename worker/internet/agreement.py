@@ -199,4 +199,20 @@ def model_factor(sentence: str, models: dict[str, str]) -> float:
     held = [(name.casefold(), number.casefold()) for name, number in _MODEL.findall(sentence)]
     other = any(models.get(name, number) != number for name, number in held)
     asked = any(models.get(name) == number for name, number in held)
+    # A model number alone names the model too ("The E5 cuts out at 25 km/h").
+    numbers = {word.casefold() for word in _MODEL_NUMBER.findall(sentence)}
+    wanted = set(models.values())
+    asked = asked or bool(numbers & wanted)
+    other = other or any(_same_series(number, wanted) for number in numbers - wanted)
     return OTHER_MODEL_FACTOR if other and not asked else 1.0
+
+
+_MODEL_NUMBER = re.compile(r"\b[A-Z]{1,3}\d[\w-]*\b")
+
+
+def _same_series(number: str, wanted: set[str]) -> bool:
+    """Whether ``number`` ("e5") is another model of a series asked for ("e7")."""
+    prefix = number.rstrip("0123456789")
+    return bool(prefix) and any(
+        other.rstrip("0123456789") == prefix and other != number for other in wanted
+    )

@@ -51,6 +51,7 @@ from worker.internet.measure import (
     COUNTED_WITHIN,
     MEASURE,
     counted_thing,
+    counts_another,
     is_number_answer,
     is_year,
     measure_kinds,
@@ -379,8 +380,8 @@ def _answer_strength(sentence: str, asked: _Asked, answers: list[int]) -> float:
         words = [stem(word.casefold()) for word in _WORD.findall(sentence)]
         if any(asked.counted in words[a + 1 : a + 1 + COUNTED_WITHIN] for a in answers):
             return 1.0 + FULL_ANSWER_BONUS * MATCHING_UNIT_BONUS
-        if MEASURE.search(sentence):
-            return UNMATCHED_NUMBER_STRENGTH
+        if MEASURE.search(sentence) or all(counts_another(words, a) for a in answers):
+            return UNMATCHED_NUMBER_STRENGTH  # "400 metres", "two people" for "how many bridges"
         return 1.0
     if MEASURE.search(sentence):
         return 1.0 + FULL_ANSWER_BONUS * UNIT_BONUS

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from worker.internet.agreement import OTHER_MODEL_FACTOR, asked_models, model_factor
 from worker.internet.answer_kind import expected_answer, naming_positions
 from worker.internet.lead import MIN_LEAD_SCORE
+from worker.internet.measure import counted_thing
 from worker.internet.quote import QuotedPassage, pick_quotes
 from worker.internet.sentences import sentences_with_referents
 
@@ -156,3 +158,27 @@ def test_a_page_says_we_work_from_where_the_question_says_based() -> None:
     ]
     question = "Where is the Tansy Soap Company based?"
     assert "Orrick" in pick_quotes(question, passages)[0].text
+
+
+def test_a_model_number_alone_names_another_model_of_the_series() -> None:
+    models = asked_models("What is the range of the Holm X4 drone?")
+    assert model_factor("The X3 manages 8 km on one battery.", models) == OTHER_MODEL_FACTOR
+    assert model_factor("Unlike the X3, the X4 manages 12 km.", models) == 1.0
+    assert model_factor("It manages 12 km on a 4K setting.", models) == 1.0
+
+
+def test_how_many_counts_the_word_after_many() -> None:
+    assert counted_thing("How many lifts serve the Orlen Tower?") == "lifts"
+
+
+def test_one_of_and_a_count_of_another_thing_lose_to_the_counted_thing() -> None:
+    texts = (
+        "One of the best views of Harrow is from the Orlen Tower, and two guards keep the door.",
+        "Altogether six lifts run from the lobby to the viewing deck.",
+    )
+    passages = [
+        QuotedPassage(n, text, 1.0 if n == 0 else 0.6, title=title)
+        for n, (text, title) in enumerate(zip(texts, ("Orlen Tower", "Harrow towers"), strict=True))
+    ]
+    question = "How many lifts serve the Orlen Tower?"
+    assert "six lifts" in pick_quotes(question, passages)[0].text

@@ -89,6 +89,7 @@ _ATTRIBUTE_WORDS: tuple[tuple[frozenset[str], tuple[str, ...]], ...] = (
         ("completed", "completion", "finished"),
     ),
     (frozenset({"capital"}), ("capital", "seat")),
+    (frozenset({"play", "plays", "playing"}), ("joined", "signed", "plays", "playing")),
     (
         frozenset({"based", "located", "headquartered", "headquarters"}),
         ("based", "located", "headquarters", "headquartered", "premises", "work"),

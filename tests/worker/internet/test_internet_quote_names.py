@@ -182,3 +182,13 @@ def test_one_of_and_a_count_of_another_thing_lose_to_the_counted_thing() -> None
     ]
     question = "How many lifts serve the Orlen Tower?"
     assert "six lifts" in pick_quotes(question, passages)[0].text
+
+
+def test_a_page_says_joined_where_the_question_says_plays_for() -> None:
+    texts = (
+        "Tomas Reyne grew up in Ostley and came through the academy at Ostley Rovers.",
+        "Reyne, 21, joined Harl United from Ostley Rovers in May for a small fee.",
+    )
+    passages = [QuotedPassage(n, text, 1.0, title="Tomas Reyne") for n, text in enumerate(texts)]
+    question = "Which team does Tomas Reyne play for?"
+    assert "Harl United" in pick_quotes(question, passages)[0].text

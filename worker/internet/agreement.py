@@ -216,3 +216,27 @@ def _same_series(number: str, wanted: set[str]) -> bool:
     return bool(prefix) and any(
         other.rstrip("0123456789") == prefix and other != number for other in wanted
     )
+
+
+LIKENESS_FACTOR = 0.5
+"""Score multiplier for a sentence about a likeness of the asked thing ("A 20 cm model of
+the Ferryman statue, cast in resin"): the model's size or material is not the thing's."""
+_LIKENESS = re.compile(
+    r"\b(?:a|an)\s+(?:[\w-]+\s+){0,3}?(?:model|replica|miniature|mock-up|figurine"
+    r"|statuette|toy|souvenir)s?\s+of\b",
+    re.I,
+)
+
+
+def likeness_factor(sentence: str, question: str) -> float:
+    """:data:`LIKENESS_FACTOR` when ``sentence`` is about a model, replica or miniature of
+    something and ``question`` asks about no such likeness, else 1."""
+    if _LIKENESS.search(sentence) and not _LIKENESS_WORD.search(question):
+        return LIKENESS_FACTOR
+    return 1.0
+
+
+_LIKENESS_WORD = re.compile(
+    r"\b(?:model|replica|miniature|mock-up|figurine|statuette|toy|souvenir)s?\b",
+    re.I,
+)

@@ -23,6 +23,7 @@ from worker.internet.agreement import (
     asked_roles,
     asked_time,
     asked_years,
+    likeness_factor,
     model_factor,
     names_of_asked_roles,
     time_factor,
@@ -212,6 +213,7 @@ def score_sentences(question: str, passages: Sequence[QuotedPassage]) -> list[tu
             score += PHRASE_WEIGHT * len(pairs & set(itertools.pairwise(near))) / len(pairs)
         score *= SUBJECT_MISSING_FACTOR ** len(subject - set(near))
         score *= time_factor(sentence, years=years, when=when) * model_factor(sentence, models)
+        score *= likeness_factor(sentence, question)
         score *= 1.0 - PASSAGE_WEIGHT + PASSAGE_WEIGHT * max(0.0, passage.score) / top
         in_title = sum(idf[term] for term in set(shape.terms) if term in titles[number])
         score *= 1.0 - TITLE_WEIGHT + TITLE_WEIGHT * in_title / term_weight

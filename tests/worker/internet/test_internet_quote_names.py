@@ -192,3 +192,16 @@ def test_a_page_says_joined_where_the_question_says_plays_for() -> None:
     passages = [QuotedPassage(n, text, 1.0, title="Tomas Reyne") for n, text in enumerate(texts)]
     question = "Which team does Tomas Reyne play for?"
     assert "Harl United" in pick_quotes(question, passages)[0].text
+
+
+def test_a_sentence_about_a_model_of_the_thing_loses() -> None:
+    texts = (
+        "A 30 cm replica of the Harrow Lion statue in Dunmere, cast in pewter.",
+        "It is carved from Portland stone and stands four metres high.",
+    )
+    passages = [
+        QuotedPassage(n, text, 1.0 if n == 0 else 0.8, title=title)
+        for n, (text, title) in enumerate(zip(texts, ("Gift shop", "Harrow Lion"), strict=True))
+    ]
+    question = "What is the Harrow Lion statue in Dunmere made of?"
+    assert "Portland stone" in pick_quotes(question, passages)[0].text

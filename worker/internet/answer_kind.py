@@ -179,6 +179,23 @@ FREQUENCY = re.compile(
 """How often something happens: "every second Saturday", "weekly", "twice a year"."""
 
 
+_POSTCODE_QUESTION = re.compile(r"\b(post ?codes?|postal codes?|zip codes?|zip)\b", re.I)
+POSTCODE = re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}\b|\b\d{5}(?:-\d{4})?\b")
+"""A postcode or zip code: "KV7 3RL", "SW1A 1AA", "02139"."""
+
+
+def asks_for_postcode(question: str) -> bool:
+    """A postcode: "What is the postcode of ..."."""
+    return bool(_POSTCODE_QUESTION.search(question))
+
+
+def postcode_positions(sentence: str, word_starts: list[int]) -> list[int]:
+    """Indexes (into the words starting at ``word_starts``) of the words that start a
+    postcode in ``sentence``."""
+    starts = {match.start() for match in POSTCODE.finditer(sentence)}
+    return [index for index, start in enumerate(word_starts) if start in starts]
+
+
 def asks_for_frequency(question: str) -> bool:
     """How often: "How often is the market held?"; "every 12 minutes" answers it."""
     return bool(_FREQUENCY_QUESTION.search(question))
@@ -332,13 +349,15 @@ def material_positions(sentence: str, word_starts: list[int]) -> list[int]:
 
 def expected_answer(question: str, shape: QuestionShape | None = None) -> str | None:
     """The kind of answer ``question`` asks for: ``number`` (a time of day too), ``date``,
-    ``frequency`` ("every second Saturday"),
+    ``frequency`` ("every second Saturday"), ``postcode``,
     ``person``, ``place``, another ``name``, ``colour``, ``material`` (what a thing is
     made of), a lower-case kind of :data:`WORDS_OF_KIND` (``currency``, ``fruit``,
     ``animal``, ``breed``), or None."""
     shape = shape or analyse_question(question)
     if asks_for_frequency(question):
         return "frequency"
+    if asks_for_postcode(question):
+        return "postcode"
     if asks_for_clock_time(question):
         return "number"  # a time of day, in the "clock" unit (measure.unit_kinds)
     if shape.expects is not None:

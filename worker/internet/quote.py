@@ -45,6 +45,7 @@ from worker.internet.answer_kind import (
     naming_positions,
     place_kinds_of,
     places_of_kind,
+    postcode_positions,
     spans,
     starts_a_name,
 )
@@ -306,6 +307,8 @@ def _answer_positions(sentence: str, asked: _Asked) -> list[int]:
         return material_positions(sentence, [match.start() for match in matches])
     if expects == "frequency":
         return frequency_positions(sentence, [match.start() for match in matches])
+    if expects == "postcode":
+        return postcode_positions(sentence, [match.start() for match in matches])
     positions: list[int] = []
     for index, word in enumerate(words):
         lower = word.casefold()
@@ -364,7 +367,7 @@ def _answer_strength(sentence: str, asked: _Asked, answers: list[int]) -> float:
         named = expects == "name" and bool(naming_positions(_WORD.findall(sentence)) & set(answers))
         paired = named or any(b - a == 1 for a, b in itertools.pairwise(answers))
         return 1.0 + FULL_ANSWER_BONUS if paired else 1.0
-    if expects in ("material", "frequency"):
+    if expects in ("material", "frequency", "postcode"):
         # "mostly smoked eel", "every second Saturday": the sentence says outright what
         # the thing is made of or how often, as a number in the asked unit says how much.
         return 1.0 + FULL_ANSWER_BONUS * MATCHING_UNIT_BONUS

@@ -205,3 +205,14 @@ def test_a_sentence_about_a_model_of_the_thing_loses() -> None:
     ]
     question = "What is the Harrow Lion statue in Dunmere made of?"
     assert "Portland stone" in pick_quotes(question, passages)[0].text
+
+
+def test_a_postcode_question_asks_for_a_postcode() -> None:
+    assert expected_answer("What's the postcode of Tarn Chapel?") == "postcode"
+    texts = (
+        "Tarn Chapel has reopened after a new organ was fitted.",
+        "Tarn Chapel is available for weddings, concerts and meetings.",
+        "Write to Tarn Chapel, Mill Road, Tarn, HB4 9TQ, or call the warden.",
+    )
+    passages = [QuotedPassage(n, text, 1.0, title="Tarn Chapel") for n, text in enumerate(texts)]
+    assert "HB4 9TQ" in pick_quotes("What's the postcode of Tarn Chapel?", passages)[0].text

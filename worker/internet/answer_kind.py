@@ -189,22 +189,15 @@ def asks_for_postcode(question: str) -> bool:
     return bool(_POSTCODE_QUESTION.search(question))
 
 
-def postcode_positions(sentence: str, word_starts: list[int]) -> list[int]:
-    """Indexes (into the words starting at ``word_starts``) of the words that start a
-    postcode in ``sentence``."""
-    starts = {match.start() for match in POSTCODE.finditer(sentence)}
-    return [index for index, start in enumerate(word_starts) if start in starts]
-
-
 def asks_for_frequency(question: str) -> bool:
     """How often: "How often is the market held?"; "every 12 minutes" answers it."""
     return bool(_FREQUENCY_QUESTION.search(question))
 
 
-def frequency_positions(sentence: str, word_starts: list[int]) -> list[int]:
+def match_positions(pattern: re.Pattern[str], sentence: str, word_starts: list[int]) -> list[int]:
     """Indexes (into the words starting at ``word_starts``) of the words that start a
-    frequency in ``sentence``."""
-    starts = {match.start() for match in FREQUENCY.finditer(sentence)}
+    match of ``pattern`` (:data:`FREQUENCY`, :data:`POSTCODE`) in ``sentence``."""
+    starts = {match.start() for match in pattern.finditer(sentence)}
     return [index for index, start in enumerate(word_starts) if start in starts]
 
 
@@ -312,6 +305,30 @@ def places_of_kind(words: list[str], positions: list[int], kind: str) -> list[in
         if not (kinds := place_kinds_of(words, span)) or kind in kinds
         for index in span
     ]
+
+
+def is_located(words: list[str], index: int) -> bool:
+    """Whether the name at ``words[index]`` is said to be where something is: right
+    after "in", "at", "near" or "from" ("born in Port Ainsley")."""
+    return index > 0 and words[index - 1].casefold() in ("in", "at", "near", "from")
+
+
+LOCATIVE_SHARE = 0.75
+"""Answer share, where a place is asked for, of a place named as where something is
+("born in Port Ainsley"); a name said to be the asked kind of place ("River Weyle") has
+the full share, 1."""
+
+
+def place_share(words: list[str], answers: list[int], kind: str | None, located: bool) -> float:
+    """How full an answer the names at ``answers`` are to a question asking for a place
+    (of ``kind``, when it names one): 1 for a name said to be of that kind,
+    :data:`LOCATIVE_SHARE` for one said to be where something is (with ``located``),
+    else 0."""
+    if kind is not None and any(kind in place_kinds_of(words, span) for span in spans(answers)):
+        return 1.0
+    if located and any(is_located(words, index) for index in answers):
+        return LOCATIVE_SHARE
+    return 0.0
 
 
 def asks_for_place(question: str) -> bool:

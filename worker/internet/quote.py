@@ -31,22 +31,22 @@ from worker.internet.agreement import (
 )
 from worker.internet.answer_kind import (
     COLOURS,
+    FREQUENCY,
     FULL_DATE,
     MONTH_YEAR,
     MONTHS,
     NOT_NAMES,
+    POSTCODE,
     WORDS_OF_KIND,
     asked_place_kind,
     expected_answer,
-    frequency_positions,
     in_street_name,
+    match_positions,
     material_positions,
     named_thing,
     naming_positions,
-    place_kinds_of,
+    place_share,
     places_of_kind,
-    postcode_positions,
-    spans,
     starts_a_name,
 )
 from worker.internet.measure import (
@@ -305,10 +305,9 @@ def _answer_positions(sentence: str, asked: _Asked) -> list[int]:
     expects, question_words = asked.expects, asked.question_words
     if expects == "material":
         return material_positions(sentence, [match.start() for match in matches])
-    if expects == "frequency":
-        return frequency_positions(sentence, [match.start() for match in matches])
-    if expects == "postcode":
-        return postcode_positions(sentence, [match.start() for match in matches])
+    if expects in ("frequency", "postcode"):  # "every second Saturday", "KV7 3RL"
+        pattern = FREQUENCY if expects == "frequency" else POSTCODE
+        return match_positions(pattern, sentence, [match.start() for match in matches])
     positions: list[int] = []
     for index, word in enumerate(words):
         lower = word.casefold()
@@ -371,12 +370,10 @@ def _answer_strength(sentence: str, asked: _Asked, answers: list[int]) -> float:
         # "mostly smoked eel", "every second Saturday": the sentence says outright what
         # the thing is made of or how often, as a number in the asked unit says how much.
         return 1.0 + FULL_ANSWER_BONUS * MATCHING_UNIT_BONUS
-    if expects != "number":
-        if asked.place_kind is not None:
-            words = _WORD.findall(sentence)
-            if any(asked.place_kind in place_kinds_of(words, span) for span in spans(answers)):
-                return 1.0 + FULL_ANSWER_BONUS
-        return 1.0  # a place's name is one word as often as two; a colour
+    if expects != "number":  # a place's name is one word as often as two; a colour
+        words = _WORD.findall(sentence)
+        located = expects == "place"
+        return 1.0 + FULL_ANSWER_BONUS * place_share(words, answers, asked.place_kind, located)
     if kinds:
         if measure_kinds(sentence) & kinds:
             return 1.0 + FULL_ANSWER_BONUS * MATCHING_UNIT_BONUS

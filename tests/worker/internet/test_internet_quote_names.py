@@ -216,3 +216,14 @@ def test_a_postcode_question_asks_for_a_postcode() -> None:
     )
     passages = [QuotedPassage(n, text, 1.0, title="Tarn Chapel") for n, text in enumerate(texts)]
     assert "HB4 9TQ" in pick_quotes("What's the postcode of Tarn Chapel?", passages)[0].text
+
+
+def test_a_place_named_as_where_something_is_beats_another_capitalised_word() -> None:
+    # "Gaelic" is capitalised but says where nothing is; "in Kilbride" does.
+    texts = (
+        "Ansel Morrow (born 1941) is a poet known for his Gaelic sonnets and his elegies.",
+        "He was born in Kilbride, a mining town, and left it at sixteen.",
+    )
+    passages = [QuotedPassage(n, text, 1.0, title="Ansel Morrow") for n, text in enumerate(texts)]
+    question = "Where was the poet Ansel Morrow born?"
+    assert "Kilbride" in pick_quotes(question, passages)[0].text

@@ -89,6 +89,7 @@ _ATTRIBUTE_WORDS: tuple[tuple[frozenset[str], tuple[str, ...]], ...] = (
         ("completed", "completion", "finished"),
     ),
     (frozenset({"capital"}), ("capital", "seat")),
+    (frozenset({"fastest", "quickest", "record"}), ("record", "fastest", "quickest")),
     (frozenset({"play", "plays", "playing"}), ("joined", "signed", "plays", "playing")),
     (
         frozenset({"based", "located", "headquartered", "headquarters"}),

@@ -11,6 +11,7 @@ from worker.internet.answer_kind import expected_answer, naming_positions
 from worker.internet.lead import MIN_LEAD_SCORE
 from worker.internet.measure import counted_thing
 from worker.internet.quote import QuotedPassage, pick_quotes
+from worker.internet.rank import analyse_question, stem
 from worker.internet.sentences import sentences_with_referents
 
 
@@ -227,3 +228,17 @@ def test_a_place_named_as_where_something_is_beats_another_capitalised_word() ->
     passages = [QuotedPassage(n, text, 1.0, title="Ansel Morrow") for n, text in enumerate(texts)]
     question = "Where was the poet Ansel Morrow born?"
     assert "Kilbride" in pick_quotes(question, passages)[0].text
+
+
+@pytest.mark.parametrize(
+    ("question", "words"),
+    [
+        ("What's the fastest time anyone has run the Kelso 10K in?", ["record"]),
+        ("What do fans call the Pellmoor stand?", ["nickname", "named", "known"]),
+        ("What year was the Harl Aqueduct finished?", ["completed"]),
+        ("Where is Osk Pottery based?", ["located", "headquarters", "work"]),
+        ("Which team does Ana Pell play for?", ["joined", "signed"]),
+    ],
+)
+def test_the_asked_attribute_s_other_words(question: str, words: list[str]) -> None:
+    assert {stem(word) for word in words} <= set(analyse_question(question).related)

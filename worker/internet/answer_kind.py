@@ -276,11 +276,14 @@ def asked_place_kind(question: str) -> str | None:
 def place_kinds_of(words: list[str], span: list[int]) -> set[str]:
     """The kinds of place a name (the words at ``span``) is said to be: its own kind
     words ("River Weyle", "Quay Street") and a lower-case one before it ("the river
-    Dresk"); a street word stands for "street"."""
+    Dresk"), a capitalised one after it; a street word stands for "street"."""
     found = [words[index].casefold() for index in span]
     before = words[span[0] - 1] if span[0] > 0 else ""
+    after = words[span[-1] + 1] if span[-1] + 1 < len(words) else ""
     if before.islower():
         found.append(before)
+    if after[:1].isupper():  # "Quay Street" where "Street" is the question's own word
+        found.append(after.casefold())
     kinds = {word for word in found if word in PLACE_KINDS}
     return {"street" if kind in STREET_WORDS else kind for kind in kinds}
 
@@ -298,13 +301,14 @@ def spans(positions: list[int]) -> list[list[int]]:
 
 def places_of_kind(words: list[str], positions: list[int], kind: str) -> list[int]:
     """``positions`` (of name words in ``words``) less the names said to be another kind
-    of place than ``kind`` ("the river Dresk" where a country is asked for)."""
-    return [
-        index
-        for span in spans(positions)
-        if not (kinds := place_kinds_of(words, span)) or kind in kinds
-        for index in span
-    ]
+    of place than ``kind`` ("the river Dresk" where a country is asked for) and, where a
+    street is asked for, those without a street word ("Saddler Lane", not "Grace")."""
+    kept: list[int] = []
+    for span in spans(positions):
+        kinds = place_kinds_of(words, span)
+        if kind in kinds or not (kinds or kind == "street"):
+            kept.extend(span)
+    return kept
 
 
 def is_located(words: list[str], index: int) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from worker.internet.agreement import OTHER_MODEL_FACTOR, asked_models, model_factor
-from worker.internet.answer_kind import expected_answer, naming_positions
+from worker.internet.answer_kind import expected_answer, naming_positions, place_kinds_of
 from worker.internet.lead import MIN_LEAD_SCORE
 from worker.internet.measure import counted_thing
 from worker.internet.quote import QuotedPassage, pick_quotes
@@ -242,3 +242,14 @@ def test_a_place_named_as_where_something_is_beats_another_capitalised_word() ->
 )
 def test_the_asked_attribute_s_other_words(question: str, words: list[str]) -> None:
     assert {stem(word) for word in words} <= set(analyse_question(question).related)
+
+
+def test_a_street_s_name_carries_a_street_word() -> None:
+    texts = (
+        "Owner Mina Roth said the Pell Bakery would soon open on Sundays too.",
+        "The Pell Bakery is at the top of Cobble Row, opposite the church.",
+    )
+    passages = [QuotedPassage(n, text, 1.0, title="Pell Bakery") for n, text in enumerate(texts)]
+    assert "Cobble Row" in pick_quotes("Which street is the Pell Bakery on?", passages)[0].text
+    # The question's own "street" still marks a street's name ("Quay Street").
+    assert place_kinds_of(["a", "shop", "on", "Quay", "Street"], [3]) == {"street"}

@@ -123,7 +123,7 @@ OTHER_ROLE_WORDS = _words(
     "producer editor publisher translator illustrator actor actress star presenter"
     " executive ceo chairman chairwoman chair president curator conductor narrator"
     " judge produced edited published translated illustrated narrated starring played"
-    " run"
+    " run developer developed client commissioned sponsor sponsored"
 )
 """Role words of no asked role: they mark a name as someone else's."""
 _ALL_ROLE_WORDS = frozenset().union(*(words for _, words in _ROLES.values())) | OTHER_ROLE_WORDS
@@ -168,7 +168,10 @@ def names_of_asked_roles(
 
 def _attached_role(words: list[str], start: int, end: int) -> str | None:
     lower = [word.casefold() for word in words]
-    before = [lower[i] for i in range(max(0, start - 2), start)]
+    before = [lower[i] for i in range(max(0, start - 3), start)]
+    if before and before[-1] in ("the", "a", "an"):  # "developed by the Halder Group"
+        before.pop()
+    before = before[-2:]
     if before and before[-1] == "by" and len(before) == 2:  # "directed by"
         before = before[:1]
     if before and before[-1] in _ALL_ROLE_WORDS:
@@ -196,4 +199,44 @@ def model_factor(sentence: str, models: dict[str, str]) -> float:
     held = [(name.casefold(), number.casefold()) for name, number in _MODEL.findall(sentence)]
     other = any(models.get(name, number) != number for name, number in held)
     asked = any(models.get(name) == number for name, number in held)
+    # A model number alone names the model too ("The E5 cuts out at 25 km/h").
+    numbers = {word.casefold() for word in _MODEL_NUMBER.findall(sentence)}
+    wanted = set(models.values())
+    asked = asked or bool(numbers & wanted)
+    other = other or any(_same_series(number, wanted) for number in numbers - wanted)
     return OTHER_MODEL_FACTOR if other and not asked else 1.0
+
+
+_MODEL_NUMBER = re.compile(r"\b[A-Z]{1,3}\d[\w-]*\b")
+
+
+def _same_series(number: str, wanted: set[str]) -> bool:
+    """Whether ``number`` ("e5") is another model of a series asked for ("e7")."""
+    prefix = number.rstrip("0123456789")
+    return bool(prefix) and any(
+        other.rstrip("0123456789") == prefix and other != number for other in wanted
+    )
+
+
+LIKENESS_FACTOR = 0.5
+"""Score multiplier for a sentence about a likeness of the asked thing ("A 20 cm model of
+the Ferryman statue, cast in resin"): the model's size or material is not the thing's."""
+_LIKENESS = re.compile(
+    r"\b(?:a|an)\s+(?:[\w-]+\s+){0,3}?(?:model|replica|miniature|mock-up|figurine"
+    r"|statuette|toy|souvenir)s?\s+of\b",
+    re.I,
+)
+
+
+def likeness_factor(sentence: str, question: str) -> float:
+    """:data:`LIKENESS_FACTOR` when ``sentence`` is about a model, replica or miniature of
+    something and ``question`` asks about no such likeness, else 1."""
+    if _LIKENESS.search(sentence) and not _LIKENESS_WORD.search(question):
+        return LIKENESS_FACTOR
+    return 1.0
+
+
+_LIKENESS_WORD = re.compile(
+    r"\b(?:model|replica|miniature|mock-up|figurine|statuette|toy|souvenir)s?\b",
+    re.I,
+)

@@ -144,6 +144,16 @@ CLOCK_TIME = re.compile(
 """A time of day: "5.30 pm", "10:15", "noon"."""
 
 _PERSON_QUESTION = re.compile(r"^\s*(who|whom|whose)\b", re.I)
+# "What is the mascot called?", "What do locals call the building?": a name is asked.
+_CALLED_QUESTION = re.compile(
+    r"^\s*what(\s+is|\s+are|\s+was|\s+were|'s)\b.*\bcalled\b"
+    r"|^\s*what (do|does|did)\b.*\bcall\b",
+    re.I,
+)
+# A name a sentence gives something: "named him Bramble", "the nickname the Toffee Box",
+# "is called Moth", "renamed Morning Plover", "known as the Ark".
+_NAMING_CUE = _words("called named renamed nicknamed christened dubbed nickname nicknames titled")
+_NAMED_OBJECT = _words("him her it them the a an")
 _PLACE_QUESTION = re.compile(
     r"^\s*(where|(in |from |to |at )?(what|which) (city|country|town|village|place|region"
     r"|province|state|county|island|river|lake|sea|capital)"
@@ -157,6 +167,38 @@ STREET_WORDS = _words(
 """Words that end a street's name ("Mill Lane"): an address, not a person."""
 PRONOUNS = frozenset(["he", "she", "they", "his", "her", "their"])
 """A sentence opening with one of these names its person in the sentence before."""
+
+
+_FREQUENCY_QUESTION = re.compile(r"^\s*how (often|frequently)\b|\bhow many times a\b", re.I)
+FREQUENCY = re.compile(
+    r"\bevery (?:(?:other|second|third|fourth|few|\d+\w*|one|two|three|four|five|six|ten)\s)?"
+    r"[a-z]+|\b(?:hourly|daily|nightly|weekly|fortnightly|monthly|quarterly|yearly|annually)\b"
+    r"|\b(?:once|twice|\w+ times) (?:a|an|per|each) [a-z]+",
+    re.I,
+)
+"""How often something happens: "every second Saturday", "weekly", "twice a year"."""
+
+
+_POSTCODE_QUESTION = re.compile(r"\b(post ?codes?|postal codes?|zip codes?|zip)\b", re.I)
+POSTCODE = re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}\b|\b\d{5}(?:-\d{4})?\b")
+"""A postcode or zip code: "KV7 3RL", "SW1A 1AA", "02139"."""
+
+
+def asks_for_postcode(question: str) -> bool:
+    """A postcode: "What is the postcode of ..."."""
+    return bool(_POSTCODE_QUESTION.search(question))
+
+
+def asks_for_frequency(question: str) -> bool:
+    """How often: "How often is the market held?"; "every 12 minutes" answers it."""
+    return bool(_FREQUENCY_QUESTION.search(question))
+
+
+def match_positions(pattern: re.Pattern[str], sentence: str, word_starts: list[int]) -> list[int]:
+    """Indexes (into the words starting at ``word_starts``) of the words that start a
+    match of ``pattern`` (:data:`FREQUENCY`, :data:`POSTCODE`) in ``sentence``."""
+    starts = {match.start() for match in pattern.finditer(sentence)}
+    return [index for index, start in enumerate(word_starts) if start in starts]
 
 
 def asks_for_colour(question: str) -> bool:
@@ -177,6 +219,120 @@ def asks_for_clock_time(question: str) -> bool:
 def asks_for_person(question: str) -> bool:
     """A person: "Who founded ...", whose name is no street's ("Mill Lane")."""
     return bool(_PERSON_QUESTION.match(question))
+
+
+def naming_positions(words: list[str]) -> set[int]:
+    """Indexes of the capitalised words right after a naming cue in ``words`` ("Staff
+    named him Bramble", "known as the Ark"): the name the sentence gives a thing."""
+    lower = [word.casefold() for word in words]
+    found: set[int] = set()
+    for index, word in enumerate(lower):
+        if word not in _NAMING_CUE and not (word == "as" and index and lower[index - 1] == "known"):
+            continue
+        after = index + 1
+        while after < len(words) and lower[after] in _NAMED_OBJECT:
+            after += 1
+        while after < len(words) and words[after][:1].isupper():
+            found.add(after)
+            after += 1
+    return found
+
+
+def in_street_name(words: list[str], index: int) -> bool:
+    """Whether ``words[index]`` is part of a street's name ("Mill Lane"): no person."""
+    following = words[index + 1] if index + 1 < len(words) else ""
+    return words[index].casefold() in STREET_WORDS or (
+        following[:1].isupper() and following.casefold() in STREET_WORDS
+    )
+
+
+def starts_a_name(words: list[str], question_words: frozenset[str]) -> bool:
+    """Whether a sentence's first word begins a name: the next word is capitalised and
+    no question word ("Delphine Wakeham, who won two titles, ..."; not "Tours of ..." or
+    "Join Trellis Robotics ..." for a question about Trellis Robotics)."""
+    if len(words) < 2 or not words[1][:1].isupper():
+        return False
+    return words[1].casefold() not in NOT_NAMES | question_words
+
+
+_PLACE_KIND_QUESTION = re.compile(
+    r"\b(?:what|which) (country|river|lake|sea|island|town|city|village|county|region"
+    r"|province|state|street|road|mountain|hill|valley)\b",
+    re.I,
+)
+PLACE_KINDS = STREET_WORDS | _words(
+    "country river lake sea island town city village county region province state mountain"
+    " mount valley canal bridge forest bay loch estuary brook stream"
+)
+"""Words that say what kind of place a name is ("the river Dresk", "Quay Street")."""
+
+
+def asked_place_kind(question: str) -> str | None:
+    """The kind of place ``question`` asks for: "country" in "In which country ..."."""
+    match = _PLACE_KIND_QUESTION.search(question)
+    return match.group(1).casefold() if match else None
+
+
+def place_kinds_of(words: list[str], span: list[int]) -> set[str]:
+    """The kinds of place a name (the words at ``span``) is said to be: its own kind
+    words ("River Weyle", "Quay Street") and a lower-case one before it ("the river
+    Dresk"), a capitalised one after it; a street word stands for "street"."""
+    found = [words[index].casefold() for index in span]
+    before = words[span[0] - 1] if span[0] > 0 else ""
+    after = words[span[-1] + 1] if span[-1] + 1 < len(words) else ""
+    if before.islower():
+        found.append(before)
+    if after[:1].isupper():  # "Quay Street" where "Street" is the question's own word
+        found.append(after.casefold())
+    kinds = {word for word in found if word in PLACE_KINDS}
+    return {"street" if kind in STREET_WORDS else kind for kind in kinds}
+
+
+def spans(positions: list[int]) -> list[list[int]]:
+    """``positions`` grouped into runs of neighbours (the words of one name)."""
+    spans: list[list[int]] = []
+    for position in positions:
+        if spans and position == spans[-1][-1] + 1:
+            spans[-1].append(position)
+        else:
+            spans.append([position])
+    return spans
+
+
+def places_of_kind(words: list[str], positions: list[int], kind: str) -> list[int]:
+    """``positions`` (of name words in ``words``) less the names said to be another kind
+    of place than ``kind`` ("the river Dresk" where a country is asked for) and, where a
+    street is asked for, those without a street word ("Saddler Lane", not "Grace")."""
+    kept: list[int] = []
+    for span in spans(positions):
+        kinds = place_kinds_of(words, span)
+        if kind in kinds or not (kinds or kind == "street"):
+            kept.extend(span)
+    return kept
+
+
+def is_located(words: list[str], index: int) -> bool:
+    """Whether the name at ``words[index]`` is said to be where something is: right
+    after "in", "at", "near" or "from" ("born in Port Ainsley")."""
+    return index > 0 and words[index - 1].casefold() in ("in", "at", "near", "from")
+
+
+LOCATIVE_SHARE = 0.75
+"""Answer share, where a place is asked for, of a place named as where something is
+("born in Port Ainsley"); a name said to be the asked kind of place ("River Weyle") has
+the full share, 1."""
+
+
+def place_share(words: list[str], answers: list[int], kind: str | None, located: bool) -> float:
+    """How full an answer the names at ``answers`` are to a question asking for a place
+    (of ``kind``, when it names one): 1 for a name said to be of that kind,
+    :data:`LOCATIVE_SHARE` for one said to be where something is (with ``located``),
+    else 0."""
+    if kind is not None and any(kind in place_kinds_of(words, span) for span in spans(answers)):
+        return 1.0
+    if located and any(is_located(words, index) for index in answers):
+        return LOCATIVE_SHARE
+    return 0.0
 
 
 def asks_for_place(question: str) -> bool:
@@ -214,10 +370,15 @@ def material_positions(sentence: str, word_starts: list[int]) -> list[int]:
 
 def expected_answer(question: str, shape: QuestionShape | None = None) -> str | None:
     """The kind of answer ``question`` asks for: ``number`` (a time of day too), ``date``,
+    ``frequency`` ("every second Saturday"), ``postcode``,
     ``person``, ``place``, another ``name``, ``colour``, ``material`` (what a thing is
     made of), a lower-case kind of :data:`WORDS_OF_KIND` (``currency``, ``fruit``,
     ``animal``, ``breed``), or None."""
     shape = shape or analyse_question(question)
+    if asks_for_frequency(question):
+        return "frequency"
+    if asks_for_postcode(question):
+        return "postcode"
     if asks_for_clock_time(question):
         return "number"  # a time of day, in the "clock" unit (measure.unit_kinds)
     if shape.expects is not None:
@@ -234,6 +395,6 @@ def expected_answer(question: str, shape: QuestionShape | None = None) -> str | 
         return "material"
     if asks_for_place(question):
         return "place"
-    if _EXPECTS_NAME.match(question):
+    if _EXPECTS_NAME.match(question) or _CALLED_QUESTION.match(question):
         return "name"
     return None

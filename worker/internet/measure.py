@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import re
 
-from worker.internet.answer_kind import CLOCK_TIME, MONTHS, asks_for_clock_time
+from worker.internet.answer_kind import (
+    CLOCK_TIME,
+    FREQUENCY,
+    MONTHS,
+    NOT_NAMES,
+    asks_for_clock_time,
+)
 
 NUMBER_WORDS = frozenset(
     [
@@ -148,7 +154,12 @@ def counted_thing(question: str) -> str | None:
     "goals" in "How many league goals did ... score?"; the number of it is the answer
     ("its 27 arches"), a number in a unit ("400 metres") is some other measure."""
     match = _COUNTED.search(question)
+    if match is None:  # "How many bridges cross the river ...": the word after "many"
+        match = _COUNTED_WORD.search(question)
     return match.group(1).split()[-1].casefold() if match else None
+
+
+_COUNTED_WORD = re.compile(r"\bhow many ([a-z-]{3,})\b", re.I)
 
 
 def unit_kinds(question: str) -> frozenset[str]:
@@ -163,7 +174,9 @@ def unit_kinds(question: str) -> frozenset[str]:
 
 
 def measure_kinds(sentence: str) -> set[str]:
-    """The kinds of unit the numbers in ``sentence`` are in."""
+    """The kinds of unit the numbers in ``sentence`` are in; "every 15 minutes" says how
+    often, not how long."""
+    sentence = FREQUENCY.sub(" ", sentence)
     kinds = {kind for kind, pattern in _KIND_OF.items() if pattern.search(sentence)}
     if _MONEY_SYMBOL.search(sentence):
         kinds.add("money")
@@ -181,9 +194,22 @@ def is_number_answer(words: list[str], index: int) -> bool:
     before = words[index - 1].casefold() if index > 0 else ""
     if _YEAR.match(word) and (before in _YEAR_CUES or before in MONTHS):
         return False
+    after = words[index + 1].casefold() if index + 1 < len(words) else ""
+    if word == "one" and after in ("of", "day", "way", "time"):  # "One of my favourite ..."
+        return False
     return any(ch.isdigit() for ch in word) or word in NUMBER_WORDS
 
 
 def is_year(word: str) -> bool:
     """A year ("1887") or a decade ("1880s")."""
     return bool(_YEAR.match(word))
+
+
+def counts_another(stems: list[str], index: int) -> bool:
+    """Whether the number at ``index`` (of the stemmed words ``stems``) counts a thing
+    named right after it ("two people", "one walk")."""
+    following = stems[index + 1] if index + 1 < len(stems) else ""
+    return following.isalpha() and following not in NOT_NAMES and following not in _NOT_COUNTED
+
+
+_NOT_COUNTED = frozenset(["more", "less", "fewer", "than", "times", "per", "each", "are", "were"])

@@ -23,6 +23,7 @@ from worker.internet.agreement import (
     asked_roles,
     asked_time,
     asked_years,
+    likeness_factor,
     model_factor,
     names_of_asked_roles,
     time_factor,
@@ -30,29 +31,39 @@ from worker.internet.agreement import (
 )
 from worker.internet.answer_kind import (
     COLOURS,
+    FREQUENCY,
     FULL_DATE,
     MONTH_YEAR,
     MONTHS,
     NOT_NAMES,
-    STREET_WORDS,
+    POSTCODE,
     WORDS_OF_KIND,
+    asked_place_kind,
     expected_answer,
+    in_street_name,
+    match_positions,
     material_positions,
     named_thing,
+    naming_positions,
+    place_share,
+    places_of_kind,
+    starts_a_name,
 )
 from worker.internet.measure import (
     COUNTED_WITHIN,
     MEASURE,
     counted_thing,
+    counts_another,
     is_number_answer,
     is_year,
     measure_kinds,
     unit_kinds,
 )
 from worker.internet.rank import QuestionShape, analyse_question, stem, tokenize
-from worker.internet.sentences import sentences_with_referents
+from worker.internet.sentences import Sentence, sentences_with_referents, trim_sentence
 
 _WORD = re.compile(r"[\w'\u2019-]+")
+_ASKS = re.compile(r"\?[\"'\u201d)]*\s*$")
 
 MAX_QUOTE_CHARS = 320
 """Longest quote; a longer sentence is cut around the words that matched the question."""
@@ -110,9 +121,15 @@ class _Asked:
     question_words: frozenset[str]
     kinds: frozenset[str]
     thing: str | None
+    place_kind: str | None = None
+    """The kind of place asked for ("country"): a name said to be another ("the river
+    Dresk") is none, one said to be it ("River Weyle") a full answer."""
     roles: frozenset[str] = frozenset()
     """For "Who wrote ...": the role words that may stand by the answer's name."""
     counted: str | None = None
+    attribute: frozenset[str] = frozenset()
+    """Stems of the question's terms, the words pages use for its attribute and its role
+    words: a table row answers only when its label holds one ("Founder", not "Colours")."""
     """The stem of what "how many" counts ("arch" for "How many arches ...")."""
 
 
@@ -165,11 +182,13 @@ def score_sentences(question: str, passages: Sequence[QuotedPassage]) -> list[tu
     models = asked_models(question)
     asked = _Asked(
         expects=expects,
-        question_words=frozenset(word.casefold() for word in _WORD.findall(question)),
+        question_words=frozenset(_bare(word) for word in _WORD.findall(question)),
         kinds=unit_kinds(question),
         thing=named_thing(question) if expects == "name" else None,
+        place_kind=asked_place_kind(question) if expects in ("place", "name") else None,
         roles=asked_roles(question) if expects == "person" else frozenset(),
         counted=stem(thing) if (thing := counted_thing(question)) else None,
+        attribute=frozenset([*shape.terms, *shape.related, *map(stem, asked_roles(question))]),
     )
     top = max((passage.score for passage in passages), default=0.0) or 1.0
     join = MAX_QUOTE_CHARS if expects == "person" else 0
@@ -182,10 +201,11 @@ def score_sentences(question: str, passages: Sequence[QuotedPassage]) -> list[tu
     term_weight = sum(idf[term] for term in set(shape.terms)) or 1.0
     subject = _subject_terms(shape, passages)
     pairs = set(itertools.pairwise(shape.terms))
+    wanted = {*shape.terms, *shape.related}
     scored: list[tuple[int, Quote]] = []
     for number, found in sentences:
         passage, sentence, referent = passages[number], found.text, tokenize(found.referent)
-        score = _sentence_score(shape, idf, asked, sentence, contexts[number], set(referent))
+        score = _sentence_score(shape, idf, asked, found, contexts[number], set(referent))
         if score <= 0:
             continue
         near = [*tokenize(sentence), "", *referent, "", *tokenize(passage.context)]
@@ -194,10 +214,12 @@ def score_sentences(question: str, passages: Sequence[QuotedPassage]) -> list[tu
             score += PHRASE_WEIGHT * len(pairs & set(itertools.pairwise(near))) / len(pairs)
         score *= SUBJECT_MISSING_FACTOR ** len(subject - set(near))
         score *= time_factor(sentence, years=years, when=when) * model_factor(sentence, models)
+        score *= likeness_factor(sentence, question)
         score *= 1.0 - PASSAGE_WEIGHT + PASSAGE_WEIGHT * max(0.0, passage.score) / top
         in_title = sum(idf[term] for term in set(shape.terms) if term in titles[number])
         score *= 1.0 - TITLE_WEIGHT + TITLE_WEIGHT * in_title / term_weight
-        scored.append((number, Quote(passage.source_index, _trim(sentence, shape), score)))
+        text = trim_sentence(sentence, wanted, MAX_QUOTE_CHARS)
+        scored.append((number, Quote(passage.source_index, text, score)))
     return scored
 
 
@@ -232,12 +254,13 @@ def _sentence_score(
     shape: QuestionShape,
     idf: dict[str, float],
     asked: _Asked,
-    sentence: str,
+    found: Sentence,
     around: set[str],
     referent: set[str],
 ) -> float:
-    """How well ``sentence`` answers; ``around`` are the words of its passage, heading and
+    """How well ``found`` answers; ``around`` are the words of its passage, heading and
     title, ``referent`` those of the names a pronoun at its start stands for."""
+    sentence = found.text
     present = set(tokenize(sentence))
     terms = list(dict.fromkeys(shape.terms))
     weight = sum(idf[term] for term in terms) or 1.0
@@ -252,7 +275,11 @@ def _sentence_score(
     if asked.expects is None:
         return score
     answers = _answer_positions(sentence, asked)
-    if not answers:
+    if found.label and not (
+        set(tokenize(found.label)) & asked.attribute or measure_kinds(sentence) & asked.kinds
+    ):
+        answers = []  # "Colours: Dark blue" is another attribute's row
+    if not answers or _ASKS.search(sentence):  # what a page asks ("Who designed it?")
         return score * MISSING_ANSWER_FACTOR
     score += ANSWER_WEIGHT * _answer_strength(sentence, asked, answers)
     words = [word.casefold() for word in _WORD.findall(sentence)]
@@ -278,10 +305,13 @@ def _answer_positions(sentence: str, asked: _Asked) -> list[int]:
     expects, question_words = asked.expects, asked.question_words
     if expects == "material":
         return material_positions(sentence, [match.start() for match in matches])
+    if expects in ("frequency", "postcode"):  # "every second Saturday", "KV7 3RL"
+        pattern = FREQUENCY if expects == "frequency" else POSTCODE
+        return match_positions(pattern, sentence, [match.start() for match in matches])
     positions: list[int] = []
     for index, word in enumerate(words):
         lower = word.casefold()
-        if lower in question_words:
+        if _bare(word) in question_words:  # "Library's" restates "Library"
             continue
         if expects == "number":
             if is_number_answer(words, index):  # "opened in 2016" is none to "how many"
@@ -295,11 +325,11 @@ def _answer_positions(sentence: str, asked: _Asked) -> list[int]:
         elif expects in WORDS_OF_KIND:
             if lower in WORDS_OF_KIND[expects]:
                 positions.append(index)
-        elif expects == "person" and _in_street_name(words, index):
+        elif expects == "person" and in_street_name(words, index):
             continue
         elif (
             word[:1].isupper()
-            and (index > 0 or _starts_a_name(words, question_words))
+            and (index > 0 or starts_a_name(words, question_words))
             and lower not in NOT_NAMES
             and lower not in MONTHS
             and not any(ch.isdigit() for ch in word)
@@ -307,27 +337,20 @@ def _answer_positions(sentence: str, asked: _Asked) -> list[int]:
             positions.append(index)
     if asked.roles:
         positions = names_of_asked_roles(words, positions, asked.roles)
+    if asked.place_kind is not None:
+        positions = places_of_kind(words, positions, asked.place_kind)
     if asked.thing is not None:
+        # A name given by a naming cue ("Staff named him Bramble") needs no thing word.
         things = [i for i, word in enumerate(words) if stem(word.casefold()) == stem(asked.thing)]
+        things += naming_positions(words)
         positions = [p for p in positions if any(abs(p - i) <= NAMED_WITHIN for i in things)]
     return positions
 
 
-def _in_street_name(words: list[str], index: int) -> bool:
-    """Whether ``words[index]`` is part of a street's name ("Mill Lane"): no person."""
-    following = words[index + 1] if index + 1 < len(words) else ""
-    return words[index].casefold() in STREET_WORDS or (
-        following[:1].isupper() and following.casefold() in STREET_WORDS
-    )
-
-
-def _starts_a_name(words: list[str], question_words: frozenset[str]) -> bool:
-    """Whether a sentence's first word begins a name: the next word is capitalised and
-    no question word ("Delphine Wakeham, who won two titles, ..."; not "Tours of ..." or
-    "Join Trellis Robotics ..." for a question about Trellis Robotics)."""
-    if len(words) < 2 or not words[1][:1].isupper():
-        return False
-    return words[1].casefold() not in NOT_NAMES | question_words
+def _bare(word: str) -> str:
+    """``word`` lower-cased without a possessive "'s": "Library's" names the library."""
+    lower = word.casefold()
+    return lower[:-2] if lower.endswith(("'s", "\u2019s")) and len(lower) > 2 else lower
 
 
 def _answer_strength(sentence: str, asked: _Asked, answers: list[int]) -> float:
@@ -340,14 +363,17 @@ def _answer_strength(sentence: str, asked: _Asked, answers: list[int]) -> float:
             return 1.0 + FULL_ANSWER_BONUS
         return 1.0 + FULL_ANSWER_BONUS / 2 if MONTH_YEAR.search(sentence) else 1.0
     if expects in ("person", "name"):
-        paired = any(b - a == 1 for a, b in itertools.pairwise(answers))
+        named = expects == "name" and bool(naming_positions(_WORD.findall(sentence)) & set(answers))
+        paired = named or any(b - a == 1 for a, b in itertools.pairwise(answers))
         return 1.0 + FULL_ANSWER_BONUS if paired else 1.0
-    if expects == "material":
-        # "mostly smoked eel", "made from rye": the sentence says outright what the thing
-        # is made of, as a number in the asked unit says outright how much.
+    if expects in ("material", "frequency", "postcode"):
+        # "mostly smoked eel", "every second Saturday": the sentence says outright what
+        # the thing is made of or how often, as a number in the asked unit says how much.
         return 1.0 + FULL_ANSWER_BONUS * MATCHING_UNIT_BONUS
-    if expects != "number":
-        return 1.0  # a place's name is one word as often as two; a colour
+    if expects != "number":  # a place's name is one word as often as two; a colour
+        words = _WORD.findall(sentence)
+        located = expects == "place"
+        return 1.0 + FULL_ANSWER_BONUS * place_share(words, answers, asked.place_kind, located)
     if kinds:
         if measure_kinds(sentence) & kinds:
             return 1.0 + FULL_ANSWER_BONUS * MATCHING_UNIT_BONUS
@@ -356,32 +382,9 @@ def _answer_strength(sentence: str, asked: _Asked, answers: list[int]) -> float:
         words = [stem(word.casefold()) for word in _WORD.findall(sentence)]
         if any(asked.counted in words[a + 1 : a + 1 + COUNTED_WITHIN] for a in answers):
             return 1.0 + FULL_ANSWER_BONUS * MATCHING_UNIT_BONUS
-        if MEASURE.search(sentence):
-            return UNMATCHED_NUMBER_STRENGTH
+        if MEASURE.search(sentence) or all(counts_another(words, a) for a in answers):
+            return UNMATCHED_NUMBER_STRENGTH  # "400 metres", "two people" for "how many bridges"
         return 1.0
     if MEASURE.search(sentence):
         return 1.0 + FULL_ANSWER_BONUS * UNIT_BONUS
     return 1.0
-
-
-def _trim(sentence: str, shape: QuestionShape) -> str:
-    """``sentence``, or its part around the question's terms when it is too long."""
-    if len(sentence) <= MAX_QUOTE_CHARS:
-        return sentence
-    words = sentence.split()
-    wanted = set(shape.terms) | set(shape.related)
-    hits = [i for i, word in enumerate(words) if set(tokenize(word)) & wanted] or [0]
-    middle = hits[len(hits) // 2]
-    start, end = middle, middle + 1
-    while end - start < len(words):
-        grown = False
-        if start > 0 and len(" ".join(words[start - 1 : end])) <= MAX_QUOTE_CHARS - 2:
-            start -= 1
-            grown = True
-        if end < len(words) and len(" ".join(words[start : end + 1])) <= MAX_QUOTE_CHARS - 2:
-            end += 1
-            grown = True
-        if not grown:
-            break
-    text = " ".join(words[start:end])
-    return ("…" if start > 0 else "") + text + ("…" if end < len(words) else "")

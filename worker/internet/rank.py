@@ -48,7 +48,7 @@ _ATTRIBUTE_WORDS: tuple[tuple[frozenset[str], tuple[str, ...]], ...] = (
     (frozenset({"hot", "cold", "warm", "temperature"}), ("temperature", "degrees")),
     (frozenset({"old", "age"}), ("age", "old", "born")),
     (frozenset({"fast", "speed"}), ("speed", "fast", "fastest", "mph")),
-    (frozenset({"heavy", "weight"}), ("weight", "mass", "heavy")),
+    (frozenset({"heavy", "weight", "weigh"}), ("weight", "mass", "heavy")),
     (
         frozenset({"population", "people", "populous"}),
         ("population", "inhabitants", "residents", "people"),
@@ -84,7 +84,21 @@ _ATTRIBUTE_WORDS: tuple[tuple[frozenset[str], tuple[str, ...]], ...] = (
     ),
     (frozenset({"born", "birthplace", "birth"}), ("born", "birth", "birthplace", "native")),
     (frozenset({"died", "die", "death"}), ("died", "death", "dead")),
+    (
+        frozenset({"finished", "finish", "completed", "complete", "completion"}),
+        ("completed", "completion", "finished"),
+    ),
     (frozenset({"capital"}), ("capital", "seat")),
+    (frozenset({"fastest", "quickest", "record"}), ("record", "fastest", "quickest")),
+    (frozenset({"play", "plays", "playing"}), ("joined", "signed", "plays", "playing")),
+    (
+        frozenset({"based", "located", "headquartered", "headquarters"}),
+        ("based", "located", "headquarters", "headquartered", "premises", "work"),
+    ),
+    (
+        frozenset({"call", "called", "nickname", "nicknamed"}),
+        ("called", "named", "renamed", "nickname", "nicknamed", "known", "dubbed"),
+    ),
     (
         frozenset({"stolen", "stole", "steal", "theft", "robbed"}),
         ("stolen", "stole", "theft", "took", "thieves", "disappearance"),

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from worker.internet.answer_kind import NOT_NAMES, PRONOUNS
+from worker.internet.rank import tokenize
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[]?[A-Z0-9])")
 _TABLE_CELL = re.compile(r"\s*\|\s*")
@@ -29,18 +30,27 @@ class Sentence:
 
     text: str
     referent: str = ""
+    label: str = ""
+    """For a table row ("| Completed | 1796 |"), its first cell: what the row is about."""
 
 
 def split_sentences(text: str) -> list[str]:
     """The sentences of ``text`` (a table row counts as one)."""
-    sentences: list[str] = []
+    return [sentence for sentence, _ in _labelled_sentences(text)]
+
+
+def _labelled_sentences(text: str) -> list[tuple[str, str]]:
+    """The sentences of ``text``, each with its label when it is a table row. A row
+    may be two words ("Completed 1796."); a sentence is three at least."""
+    sentences: list[tuple[str, str]] = []
     for line in _table_rows(text):
         for sentence in _SENTENCE_END.split(line):
-            sentence = sentence.strip()
+            sentence, label = sentence.strip(), ""
             if sentence.startswith("|"):
+                label = next((cell for cell in _TABLE_CELL.split(sentence) if cell), "")
                 sentence = _TABLE_CELL.sub(" ", sentence.strip("| ")).strip().rstrip(".") + "."
-            if len(sentence.split()) >= 3:
-                sentences.append(sentence)
+            if len(sentence.split()) >= (2 if label else 3):
+                sentences.append((sentence, label))
     return sentences
 
 
@@ -53,6 +63,11 @@ def _table_rows(text: str) -> list[str]:
         lead = _TABLE_START.split(rows[0], maxsplit=1)
         if len(lead) == 2 and "|" not in lead[0]:
             rows[:1] = lead
+        # A row closes with "|": text after a table's last "|" is a sentence of its own
+        # ("| Architect | Frank Dobie | It was the headquarters of ...").
+        head, bar, tail = rows[-1].rpartition("|")
+        if bar and rows[-1].lstrip().startswith("|") and tail.strip():
+            rows[-1:] = [head + bar, tail]
         lines.extend(rows)
     return lines
 
@@ -63,13 +78,15 @@ def sentences_with_referents(text: str, join_chars: int = 0) -> list[Sentence]:
     none) as its referent. With ``join_chars``, a sentence opening with a personal
     pronoun ("He still seems surprised ... won the Harlan Prize") comes with the whole
     sentence before it, which names the person, when both fit in that many characters."""
-    sentences = split_sentences(text)
-    found = [Sentence(sentence) for sentence in sentences[:1]]
+    labelled = _labelled_sentences(text)
+    labels = dict(labelled)
+    sentences = [sentence for sentence, _ in labelled]
+    found = [Sentence(sentence, label=labels[sentence]) for sentence in sentences[:1]]
     for previous, sentence in itertools.pairwise(sentences):
         first = _WORD.match(sentence)
         opening = first.group().casefold() if first else ""
         if opening not in REFERRING_PRONOUNS:
-            found.append(Sentence(sentence))
+            found.append(Sentence(sentence, label=labels[sentence]))
             continue
         pair = f"{previous} {sentence}"
         if opening in PRONOUNS and len(pair) <= join_chars:
@@ -101,3 +118,26 @@ def _names(sentence: str) -> str:
     return " ".join(
         word for word in words if word[:1].isupper() and word.casefold() not in NOT_NAMES
     )
+
+
+def trim_sentence(sentence: str, wanted: set[str], max_chars: int) -> str:
+    """``sentence``, or its part around the ``wanted`` terms (stems) when it is longer
+    than ``max_chars``, with "…" where it was cut."""
+    if len(sentence) <= max_chars:
+        return sentence
+    words = sentence.split()
+    hits = [i for i, word in enumerate(words) if set(tokenize(word)) & wanted] or [0]
+    middle = hits[len(hits) // 2]
+    start, end = middle, middle + 1
+    while end - start < len(words):
+        grown = False
+        if start > 0 and len(" ".join(words[start - 1 : end])) <= max_chars - 2:
+            start -= 1
+            grown = True
+        if end < len(words) and len(" ".join(words[start : end + 1])) <= max_chars - 2:
+            end += 1
+            grown = True
+        if not grown:
+            break
+    text = " ".join(words[start:end])
+    return ("…" if start > 0 else "") + text + ("…" if end < len(words) else "")

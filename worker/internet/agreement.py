@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from worker.internet.answer_kind import spans
+
 
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
@@ -149,13 +151,7 @@ def names_of_asked_roles(
     ``roles`` is attached to: right before the name ("Director Paulo Wenz", "directed
     by Ana Pell") or right after it ("Ana Pell, the producer")."""
     kept: list[int] = []
-    spans: list[list[int]] = []
-    for position in positions:
-        if spans and position == spans[-1][-1] + 1:
-            spans[-1].append(position)
-        else:
-            spans.append([position])
-    for span in spans:
+    for span in spans(positions):
         role = None
         while span and words[span[0]].casefold() in _ALL_ROLE_WORDS:  # "Director Ana Pell"
             role = words[span.pop(0)].casefold()

@@ -5,23 +5,12 @@ subject and role), each on made-up sentences."""
 from __future__ import annotations
 
 import pytest
+from picking import best
 
 from worker.internet.answer_kind import expected_answer
-from worker.internet.lead import MIN_LEAD_SCORE
 from worker.internet.measure import counted_thing, unit_kinds
-from worker.internet.quote import QuotedPassage, pick_quotes
 from worker.internet.rank import analyse_question, stem
 from worker.internet.sentences import Sentence, sentences_with_referents
-
-
-def _best(question: str, *texts: str, titles: tuple[str, ...] = ()) -> str:
-    passages = [
-        QuotedPassage(n, text, 1.0, title=titles[n - 1] if titles else "")
-        for n, text in enumerate(texts, start=1)
-    ]
-    quote = pick_quotes(question, passages)[0]
-    assert quote.score >= MIN_LEAD_SCORE
-    return quote.text
 
 
 @pytest.mark.parametrize(
@@ -74,7 +63,7 @@ def test_the_kind_of_answer_of_shares_prices_opening_hours_and_breeds(
 def test_a_measured_share_price_time_of_day_and_breed_answer(
     question: str, text: str, answer: str
 ) -> None:
-    assert answer in _best(question, text, titles=(question.split(" the ")[-1],))
+    assert answer in best(question, text, titles=(question.split(" the ")[-1],))
 
 
 def test_a_sentence_about_another_year_loses_to_the_asked_year() -> None:
@@ -84,7 +73,7 @@ def test_a_sentence_about_another_year_loses_to_the_asked_year() -> None:
         "His best year came in 2021, when he made seven centuries and took 30 wickets."
     )
     question = "How many centuries did Ravi Okafor make in 2021?"
-    assert "seven" in _best(question, text, titles=("Ravi Okafor",))
+    assert "seven" in best(question, text, titles=("Ravi Okafor",))
 
 
 def test_last_year_s_winner_loses_to_this_year_s() -> None:
@@ -93,9 +82,9 @@ def test_last_year_s_winner_loses_to_this_year_s() -> None:
         "Last year's champion, Petra Dunmore, did not defend her title. The Orlen Cup "
         "went to Sana Ilves, who beat the favourite in the final round."
     )
-    assert "Sana Ilves" in _best("Who won this year's Orlen Cup?", text, titles=("Orlen Cup",))
+    assert "Sana Ilves" in best("Who won this year's Orlen Cup?", text, titles=("Orlen Cup",))
     older = "The Orlen Cup went to Sana Ilves. Last year's winner was Petra Dunmore."
-    assert "Petra Dunmore" in _best("Who won last year's Orlen Cup?", older, titles=("Orlen Cup",))
+    assert "Petra Dunmore" in best("Who won last year's Orlen Cup?", older, titles=("Orlen Cup",))
 
 
 @pytest.mark.parametrize(
@@ -120,7 +109,7 @@ def test_the_words_pages_use_for_the_asked_attribute_count(
     question: str, text: str, answer: str
 ) -> None:
     subject = question.split(" the ")[-1].removesuffix("?").removesuffix(" close").rstrip("?")
-    assert answer in _best(question, text, titles=(subject,))
+    assert answer in best(question, text, titles=(subject,))
 
 
 @pytest.mark.parametrize(
@@ -163,13 +152,13 @@ def test_the_asked_attribute_s_other_words(question: str, words: list[str]) -> N
 def test_a_name_by_another_role_word_is_not_the_asked_role_s(
     question: str, text: str, answer: str
 ) -> None:
-    assert answer in _best(question, text, titles=(question.split(" the ")[-1].rstrip("?"),))
+    assert answer in best(question, text, titles=(question.split(" the ")[-1].rstrip("?"),))
 
 
 def test_a_winner_named_by_another_role_still_answers_who_won() -> None:
     # Winning is no role: the winner is often named by another one ("its author").
     text = "A first novel has won the Farrow Prize. Its author, Lina Groot, is a nurse."
-    assert "Lina Groot" in _best("Who won the Farrow Prize?", text, titles=("Farrow Prize",))
+    assert "Lina Groot" in best("Who won the Farrow Prize?", text, titles=("Farrow Prize",))
 
 
 def test_a_count_of_the_counted_thing_beats_a_measure() -> None:
@@ -178,7 +167,7 @@ def test_a_count_of_the_counted_thing_beats_a_measure() -> None:
         "The Tilly Bridge carries the old mineral line over the Esk. Its arches rise "
         "18 metres above the water. There are 9 arches in all."
     )
-    assert "9 arches" in _best("How many arches does the Tilly Bridge have?", text)
+    assert "9 arches" in best("How many arches does the Tilly Bridge have?", text)
     assert counted_thing("How many league goals did Ivo Marr score?") == "goals"
     assert counted_thing("How many people live in Tarrow?") == "people"
 
@@ -189,7 +178,7 @@ def test_a_pronoun_sentence_answers_for_the_subject_before_it() -> None:
     question = "Where was Tova Lind born?"
     born = "Tova Lind was the best known of the northern school. She was born in Harrowby."
     other = "Tova Lind and Piet Aro carved driftwood at Selby Ness."
-    assert "Harrowby" in _best(question, born, other, titles=("Northern sculptors", "Driftwood"))
+    assert "Harrowby" in best(question, born, other, titles=("Northern sculptors", "Driftwood"))
     assert sentences_with_referents(
         "Proxima Centauri is a red dwarf near the Sun. Its light takes 4.2 years to reach us."
     )[1] == Sentence("Its light takes 4.2 years to reach us.", "Proxima Centauri")
@@ -202,4 +191,4 @@ def test_a_sentence_about_another_model_loses() -> None:
         "for 55 euros and boils a litre in two minutes."
     )
     question = "How much does the Corvo T4 kettle cost?"
-    assert "55 euros" in _best(question, text, titles=("Corvo T4 kettle review",))
+    assert "55 euros" in best(question, text, titles=("Corvo T4 kettle review",))

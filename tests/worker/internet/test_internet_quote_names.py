@@ -5,6 +5,7 @@ given by a naming cue answers "what is it called", and what a page asks is no an
 from __future__ import annotations
 
 import pytest
+from picking import best
 
 from worker.internet.agreement import OTHER_MODEL_FACTOR, asked_models, model_factor
 from worker.internet.answer_kind import expected_answer, naming_positions, place_kinds_of
@@ -13,16 +14,6 @@ from worker.internet.measure import counted_thing
 from worker.internet.quote import QuotedPassage, pick_quotes
 from worker.internet.rank import analyse_question, stem
 from worker.internet.sentences import sentences_with_referents
-
-
-def _best(question: str, *texts: str, titles: tuple[str, ...] = ()) -> str:
-    passages = [
-        QuotedPassage(n, text, 1.0, title=titles[n - 1] if titles else "")
-        for n, text in enumerate(texts, start=1)
-    ]
-    quote = pick_quotes(question, passages)[0]
-    assert quote.score >= MIN_LEAD_SCORE
-    return quote.text
 
 
 @pytest.mark.parametrize(
@@ -54,7 +45,7 @@ def test_a_possessive_of_the_question_s_own_name_is_no_new_name() -> None:
         "Keepers named him Pilot when he arrived as a puppy."
     )
     question = "What is the name of the dog at Tamsby Museum?"
-    assert "Pilot" in _best(question, text, titles=("Tamsby Museum",))
+    assert "Pilot" in best(question, text, titles=("Tamsby Museum",))
 
 
 def test_a_name_given_by_a_naming_cue_answers_what_it_is_called() -> None:
@@ -63,7 +54,7 @@ def test_a_name_given_by_a_naming_cue_answers_what_it_is_called() -> None:
         "Its swaying deck soon earned it the nickname the Jelly Bridge."
     )
     question = "What do people call the Orrin footbridge?"
-    assert "Jelly Bridge" in _best(question, text, titles=("Orrin footbridge",))
+    assert "Jelly Bridge" in best(question, text, titles=("Orrin footbridge",))
 
 
 def test_a_table_row_of_another_attribute_is_no_answer() -> None:
@@ -79,7 +70,7 @@ def test_a_two_word_row_of_the_asked_attribute_answers() -> None:
     rows = "The Harl Aqueduct carries the canal. | Started | 1801 | | Completed | 1811 |"
     repaired = "The Harl Aqueduct was repaired in 1990 by the canal trust."
     question = "What year was the Harl Aqueduct finished?"
-    assert "1811" in _best(question, rows, repaired, titles=("Harl Aqueduct", "Harl Aqueduct"))
+    assert "1811" in best(question, rows, repaired, titles=("Harl Aqueduct", "Harl Aqueduct"))
 
 
 def test_text_after_a_table_s_last_bar_is_a_sentence_of_its_own() -> None:
@@ -97,7 +88,7 @@ def test_a_question_on_the_page_is_no_answer() -> None:
     told = "The Pellow Footbridge is one of the works of Ines Harrow, an engineer."
     question = "Who designed the Pellow Footbridge?"
     titles = ("Pellow Footbridge", "Pellow Footbridge")
-    assert "Ines Harrow" in _best(question, asked, told, titles=titles)
+    assert "Ines Harrow" in best(question, asked, told, titles=titles)
 
 
 def test_a_name_said_to_be_another_kind_of_place_is_no_answer() -> None:
@@ -107,7 +98,7 @@ def test_a_name_said_to_be_another_kind_of_place_is_no_answer() -> None:
         "The keep stands in the far north of Marrow, near the coast."
     )
     question = "In which country is the Osterby Keep?"
-    assert "Marrow" in _best(question, text, titles=("Osterby Keep",))
+    assert "Marrow" in best(question, text, titles=("Osterby Keep",))
 
 
 def test_a_name_said_to_be_the_asked_kind_of_place_is_a_full_answer() -> None:
@@ -116,7 +107,7 @@ def test_a_name_said_to_be_the_asked_kind_of_place_is_a_full_answer() -> None:
         "The town grew up at a ford on the River Seln."
     )
     question = "Which river runs through Dunhallow?"
-    assert "River Seln" in _best(question, text, titles=("Dunhallow",))
+    assert "River Seln" in best(question, text, titles=("Dunhallow",))
 
 
 def test_how_often_asks_for_a_frequency() -> None:
@@ -126,7 +117,7 @@ def test_how_often_asks_for_a_frequency() -> None:
         "It meets every third Thursday, in the back room of the Swan."
     )
     question = "How often does the Kelby book club meet?"
-    assert "every third Thursday" in _best(question, text, titles=("Kelby book club",))
+    assert "every third Thursday" in best(question, text, titles=("Kelby book club",))
 
 
 def test_a_number_after_every_says_how_often_not_how_long() -> None:
@@ -135,7 +126,7 @@ def test_a_number_after_every_says_how_often_not_how_long() -> None:
         "The crossing takes 25 minutes in calm weather."
     )
     question = "How long is the ferry crossing to Skerrin?"
-    assert "25 minutes" in _best(question, text, titles=("Skerrin ferry",))
+    assert "25 minutes" in best(question, text, titles=("Skerrin ferry",))
 
 
 def test_a_name_after_another_role_and_an_article_is_not_the_asked_role_s() -> None:
@@ -145,7 +136,7 @@ def test_a_name_after_another_role_and_an_article_is_not_the_asked_role_s() -> N
         "It was designed by Rhea Quill, whose studio had built only houses before."
     )
     question = "Who designed the Varn Library?"
-    assert "Rhea Quill" in _best(question, text, titles=("Varn Library",))
+    assert "Rhea Quill" in best(question, text, titles=("Varn Library",))
 
 
 def test_a_page_says_we_work_from_where_the_question_says_based() -> None:

@@ -183,8 +183,28 @@ def test_the_engine_asks_the_budget_before_each_evaluation(model_settings: Setti
     with engine.stream(prompt, params, threads=threads) as stream:
         text = "".join(stream)
     assert text
-    # One evaluation for the prompt, one per sampled token.
-    assert len(asked) == 1 + stream.completion_tokens
+    assert stream.finish_reason == "length"
+    # One evaluation for the prompt, one per sampled token but the last (nothing follows).
+    assert len(asked) == 1 + stream.completion_tokens - 1
+
+
+def test_a_token_is_streamed_before_it_is_evaluated(model_settings: Settings) -> None:
+    # Evaluating a token takes a decode step: the client gets it that much sooner.
+    engine = load_engine(model_settings)
+    asked: list[int] = []
+
+    def threads() -> int:
+        asked.append(1)
+        return 1
+
+    prompt = engine.render_prompt([ChatMessage("user", "Count from one to ten.")])
+    params = SamplingParams(temperature=0.0, max_new_tokens=6, repetition_penalty=1.0)
+    with engine.stream(prompt, params, threads=threads) as stream:
+        pieces = iter(stream)
+        assert next(pieces)
+        assert len(asked) == 1  # the prompt only
+        assert next(pieces)
+        assert len(asked) <= 1 + stream.completion_tokens - 1
 
 
 def test_a_long_prompt_asks_the_budget_before_each_batch(model_settings: Settings) -> None:
@@ -203,4 +223,5 @@ def test_a_long_prompt_asks_the_budget_before_each_batch(model_settings: Setting
     params = SamplingParams(temperature=0.0, max_new_tokens=2, repetition_penalty=1.0)
     with engine.stream(prompt, params, threads=threads) as stream:
         assert "".join(stream)
-    assert len(asked) == batches + stream.completion_tokens
+    evaluated_tokens = stream.completion_tokens - (stream.finish_reason == "length")
+    assert len(asked) == batches + evaluated_tokens

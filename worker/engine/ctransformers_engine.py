@@ -278,10 +278,13 @@ class CTransformersEngine:
             llm.eval(batch, batch_size=PROMPT_BATCH_SIZE, threads=threads())
         while True:
             token = llm.sample(**sampling)
-            llm.eval([token], batch_size=PROMPT_BATCH_SIZE, threads=threads())
             if llm.is_eos_token(token):
                 return
+            # Out before it is evaluated (ctransformers evaluates first): a token reaches
+            # the client one evaluation sooner, and the answer's last one, where the caller
+            # stops, is never evaluated.
             yield token
+            llm.eval([token], batch_size=PROMPT_BATCH_SIZE, threads=threads())
 
 
 def _stop_token_ids(

@@ -134,6 +134,18 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def single_statement_sessions(factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """``factory``'s sessions with each statement committed on its own (``AUTOCOMMIT``),
+    sharing its pool: for units of work whose every write is one self-contained statement
+    (a conditional ``UPDATE ... RETURNING``, an ``INSERT ... ON CONFLICT``) and whose reads
+    need no common snapshot. Without ``BEGIN`` and ``COMMIT``, such a unit takes two round
+    trips fewer; on the way to an answer's first token that is 1-2 ms on a busy host."""
+    engine: Engine = factory.kw["bind"]
+    return sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+    )
+
+
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on error, always close."""

@@ -65,7 +65,7 @@ PREPARERS: dict[str, Preparer] = {"chat": prepare_chat}
 def run_generation(runtime: Runtime, *, generation_id: str) -> None:
     """Run one generation from claim to the terminal ``done`` or ``error`` event."""
     with metrics.recording(runtime.redis):  # written to Redis once, when it ends
-        history: list[list[Conversation] | None] = []  # read with the claim, one transaction
+        history: list[list[Conversation] | None] = []  # read with the claim, one session
         generation = runtime.lifecycle.claim(
             uuid.UUID(generation_id),
             worker_id=runtime.worker_id,

@@ -39,7 +39,7 @@ from shared import tokenbus, workers
 from shared.chats.models import Conversation
 from shared.chats.repository import ConversationRepository
 from shared.chats.service import get_chat
-from shared.db import transaction, utcnow
+from shared.db import single_statement_sessions, transaction, utcnow
 from shared.errors import Conflict, QueueFull
 from shared.generations.models import (
     ACTIVE_STATUSES,
@@ -107,6 +107,8 @@ class Lifecycle:
     ) -> None:
         self.settings = settings
         self.sessions = sessions
+        # Starting and claiming, on the way to the first token, write one statement each.
+        self._single = single_statement_sessions(sessions)
         self.redis = redis
         self._enqueue = enqueue
 
@@ -128,7 +130,9 @@ class Lifecycle:
         checked), ``Conflict`` (nothing to answer), ``NoWorker`` (nothing can answer a new
         one) or ``QueueFull``."""
         facts = queue_facts(self.redis)
-        with transaction(self.sessions) as session:
+        # No transaction: the unique index on a chat's active generation, not a snapshot,
+        # keeps a second one out (the INSERT's ON CONFLICT below).
+        with transaction(self._single) as session:
             chat = start_facts(session, chat_id=chat_id, owner=owner)
             if chat.active_id is not None:
                 return Started(chat.active_id, created=False)
@@ -247,9 +251,13 @@ class Lifecycle:
         """Move the generation to running for this worker (attempt + 1) and announce the
         attempt; None when there is nothing to do (ended, or another worker runs it).
         ``read(session, generation)``: what the worker needs next, read in the same
-        transaction (it must not raise: a failed claim leaves the job to nobody)."""
+        session (it must not raise; if the database fails between the claim and the read,
+        the generation runs with no owner on record, which the sweep ends as a dead
+        worker's)."""
         gid = str(generation_id)
-        with transaction(self.sessions) as session:
+        # No transaction: each write is one conditional UPDATE (from queued, or from a
+        # dead worker's attempt), and the reads need no common snapshot.
+        with transaction(self._single) as session:
             repository = GenerationRepository(session)
             # The usual case, a queued generation, in one statement.
             generation = repository.start_queued(generation_id, started_at=utcnow(), model=model)

@@ -8,9 +8,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+from sqlalchemy import event
 
 from shared import tokenbus, workers
 from shared.chats.models import Chat, Conversation
@@ -399,3 +401,26 @@ def test_queued_answers_hear_their_position_as_the_queue_moves(harness: Harness)
     harness.redis.delete("chatbot:sweep:lock")
     sweeper.sweep()  # nothing moved: nothing more is sent
     assert len(tokenbus.events(harness.redis, str(second))) == 2
+
+
+def test_start_and_claim_run_without_begin_and_commit(harness: Harness) -> None:
+    # Each is on the way to the first token: two round trips fewer each.
+    isolation: list[str | None] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        isolation.append(conn.get_execution_options().get("isolation_level"))
+
+    chat_id = harness.chat("Human")
+    harness.beat()
+    event.listen(harness.engine, "before_cursor_execute", record)
+    try:
+        started = harness.lifecycle.start(
+            owner=None, chat_id=chat_id, kind="chat", regenerate=False, request_id=None
+        )
+        claimed = harness.lifecycle.claim(started.generation_id, worker_id="host-x:1", model="m")
+    finally:
+        event.remove(harness.engine, "before_cursor_execute", record)
+    assert claimed is not None and claimed.status == Status.RUNNING
+    assert harness.row(started.generation_id).status == Status.RUNNING  # committed
+    assert len(isolation) >= 3  # the chat's facts, the insert, the claim
+    assert set(isolation) == {"AUTOCOMMIT"}

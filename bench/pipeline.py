@@ -23,12 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 if __name__ == "__main__":  # run as a script: the repository root on the path
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.stack import ROOT, Answer, Stack, percentile, running, stream_answer
+from bench.stack import ROOT, Answer, Stack, percentile, read_answer, running
 
 COUNTRIES = [
     "France",
@@ -125,8 +123,7 @@ def run(*, rounds: int = 12, max_new_tokens: int = 200) -> dict[str, Any]:
 
 async def _one(stack: Stack, text: str) -> Answer:
     chat_id = await asyncio.to_thread(stack.new_chat, text)
-    async with httpx.AsyncClient(timeout=120) as client:
-        return await stream_answer(client, stack.base, chat_id)
+    return await asyncio.wait_for(read_answer(stack.base, chat_id), timeout=120)
 
 
 def summarize(pairs: list[tuple[dict[str, Any], Answer]], send_task_ms: float) -> dict[str, Any]:

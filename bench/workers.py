@@ -14,19 +14,18 @@ import statistics
 import time
 from typing import Any
 
-import httpx
-
 from bench.pipeline import EngineAlone
-from bench.stack import LONG_QUESTION, Stack, running, stream_answer
+from bench.stack import LONG_QUESTION, Stack, read_answer, running
 
 
 async def _round(stack: Stack, chats: int) -> tuple[float, list[float], int]:
     """(aggregate tokens/s, each answer's client decode rate, failures) of ``chats`` at once."""
     chat_ids = [await asyncio.to_thread(stack.new_chat, LONG_QUESTION) for _ in range(chats)]
-    async with httpx.AsyncClient(timeout=300) as client:
-        started = time.perf_counter()
-        answers = await asyncio.gather(*(stream_answer(client, stack.base, c) for c in chat_ids))
-        seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    answers = await asyncio.wait_for(
+        asyncio.gather(*(read_answer(stack.base, c) for c in chat_ids)), timeout=300
+    )
+    seconds = time.perf_counter() - started
     tokens = sum(a.completion_tokens for a in answers)
     rates = [rate for a in answers if (rate := a.client_tokens_per_s())]
     failures = sum(1 for a in answers if a.done is None)

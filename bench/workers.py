@@ -5,6 +5,13 @@ answer's decode rate (one chat at a time), and the aggregate rate of as many con
 chats as there are workers (completion tokens of all over the wall time of the round; the
 median of ``rounds`` rounds). Beside it, the ceiling: the engine alone in as many
 processes, one thread each, against one process with every core (``engine_ceiling``).
+
+Machine speed drifts within a run here (a shared 2-core VM: the engine alone measured 60
+to 125 tok/s on different days, and 20% apart within minutes), so the ratios that decide
+are paired: each round runs one answer alone, then as many at once as there are workers,
+on the same host in the same minute, and the figure is the median of the rounds' ratios
+(``paired_vs_one_answer``; the engine's ceiling likewise, ``paired_vs_one``).
+``aggregate_vs_one`` (against the 1-worker stage, minutes earlier) is kept beside it.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ def run(
     *,
     counts: tuple[int, ...] = (1, 2, 4),
     lone: int = 3,
-    rounds: int = 3,
+    rounds: int = 5,
     max_new_tokens: int = 200,
 ) -> Any:
     results: dict[str, Any] = {}
@@ -48,16 +55,19 @@ def run(
             for _ in range(lone):
                 _, rates, _ = asyncio.run(_round(stack, 1))
                 lone_rates.extend(rates)
-            aggregates, failures = [], 0
+            aggregates, ratios, failures = [], [], 0
             for _ in range(rounds):
+                alone, _, failed_alone = asyncio.run(_round(stack, 1))
                 aggregate, _, failed = asyncio.run(_round(stack, count))
                 aggregates.append(aggregate)
-                failures += failed
+                ratios.append(aggregate / alone if alone else 0.0)
+                failures += failed + failed_alone
             results[str(count)] = {
                 "lone_tokens_per_s": round(statistics.median(lone_rates), 1)
                 if lone_rates
                 else None,
                 "aggregate_tokens_per_s": round(statistics.median(aggregates), 1),
+                "paired_vs_one_answer": round(statistics.median(ratios), 3),
                 "failed": failures,
             }
         ceiling = engine_ceiling(stack.env, counts, rounds=rounds)
@@ -76,25 +86,41 @@ def engine_ceiling(env: dict[str, str], counts: tuple[int, ...], *, rounds: int)
     processes with one thread each against one process with every core (aggregate tokens/s
     over the wall time, median of ``rounds``): what the workers' ratios can reach here."""
     rates: dict[str, float] = {}
-    for count in counts:
-        threads = "0" if count == 1 else "1"  # 0: every core
-        samples = []
-        processes = [EngineAlone({**env, "THREADS": threads}) for _ in range(count)]
-        try:
-            for process in processes:
-                process.ask("Say hello.")  # warm: the first answer loads pages of the model
-            for _ in range(rounds):
-                started = time.perf_counter()
+    paired: dict[str, float] = {}
+    alone = EngineAlone({**env, "THREADS": "0"})  # 0: every core
+    try:
+        alone.ask("Say hello.")  # warm: the first answer loads pages of the model
+        for count in counts:
+            samples, ratios = [], []
+            processes = [EngineAlone({**env, "THREADS": "1"}) for _ in range(count)]
+            try:
                 for process in processes:
-                    process.send(LONG_QUESTION)
-                answers = [process.receive() for process in processes]
-                samples.append(sum(a["tokens"] for a in answers) / (time.perf_counter() - started))
-        finally:
-            for process in processes:
-                process.close()
-        rates[str(count)] = round(statistics.median(samples), 1)
-    one = rates.get("1")
+                    process.ask("Say hello.")
+                for _ in range(rounds):
+                    one = _engine_rate([alone])
+                    rate = one if count == 1 else _engine_rate(processes)
+                    samples.append(rate)
+                    ratios.append(rate / one)
+            finally:
+                for process in processes:
+                    process.close()
+            rates[str(count)] = round(statistics.median(samples), 1)
+            paired[str(count)] = round(statistics.median(ratios), 3)
+    finally:
+        alone.close()
+    first = rates.get("1")
     return {
         "tokens_per_s": rates,
-        "vs_one": {k: round(v / one, 3) for k, v in rates.items()} if one else {},
+        "vs_one": {k: round(v / first, 3) for k, v in rates.items()} if first else {},
+        "paired_vs_one": paired,
     }
+
+
+def _engine_rate(processes: list[EngineAlone]) -> float:
+    """Aggregate tokens/s of the long question asked of every process at once."""
+    started = time.perf_counter()
+    for process in processes:
+        process.send(LONG_QUESTION)
+    answers = [process.receive() for process in processes]
+    tokens: int = sum(a["tokens"] for a in answers)
+    return tokens / (time.perf_counter() - started)

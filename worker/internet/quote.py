@@ -11,6 +11,7 @@ opening with a pronoun counts the subject of the one before (:mod:`.sentences`).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import re
@@ -30,6 +31,7 @@ from worker.internet.agreement import (
 )
 from worker.internet.answer_kind import asked_place_kind, expected_answer, named_thing
 from worker.internet.asked import Asked, answer_positions, answer_strength, bare
+from worker.internet.learned import choose
 from worker.internet.measure import counted_thing, measure_kinds, unit_kinds
 from worker.internet.rank import QuestionShape, analyse_question, stem, tokenize
 from worker.internet.sentences import Sentence, sentences_with_referents, trim_sentence
@@ -90,13 +92,26 @@ class QuotedPassage:
 
 
 def pick_quotes(question: str, passages: Sequence[QuotedPassage]) -> list[Quote]:
-    """The best sentence of each passage, best first (passages without one are left out)."""
+    """The best sentence of each passage, best first (passages without one are left out).
+
+    The hand-set scores order them, but the first is the learned choice among the best
+    few sentences (:func:`worker.internet.learned.choose`): the hand-set weights fit the
+    questions they were set on, not new writers'. The chosen sentence stands for its
+    passage and takes the best hand-set score, so that whether an answer has a lead
+    (:mod:`worker.internet.lead`) is as before, and the sentence it displaced, at the same
+    score, is quoted beside it when it comes from another source."""
+    scored = scored_sentences(question, passages)
     best_of: dict[int, Quote] = {}
-    for number, quote in score_sentences(question, passages):
-        current = best_of.get(number)
-        if current is None or quote.score > current.score:
-            best_of[number] = quote
-    return sorted(best_of.values(), key=lambda quote: -quote.score)
+    for found in scored:
+        current = best_of.get(found.number)
+        if current is None or found.quote.score > current.score:
+            best_of[found.number] = found.quote
+    ordered = sorted(best_of.items(), key=lambda item: -item[1].score)
+    chosen = choose(question, scored)
+    if chosen is None or chosen.quote is ordered[0][1]:
+        return [quote for _, quote in ordered]
+    first = dataclasses.replace(chosen.quote, score=ordered[0][1].score)
+    return [first, *(quote for number, quote in ordered if number != chosen.number)]
 
 
 def score_sentences(question: str, passages: Sequence[QuotedPassage]) -> list[tuple[int, Quote]]:

@@ -33,10 +33,11 @@ class QuestionSet:
     file: str = ""  # the question file's name without ".json" ("holdout_04")
 
 
-def load_sets(data_dir: Path) -> list[QuestionSet]:
-    """All question sets, their pages rendered to HTML."""
+def load_sets(data_dir: Path, pattern: str = "*.json") -> list[QuestionSet]:
+    """All question sets (of the files matching ``pattern``: "sets_*.json" reads dev
+    alone, never opening a holdout), their pages rendered to HTML."""
     sets: list[QuestionSet] = []
-    for path in sorted(data_dir.glob("*.json")):
+    for path in sorted(data_dir.glob(pattern)):
         for raw in json.loads(path.read_text(encoding="utf-8")):
             titles = [page["title"] for page in raw["pages"]]
             pages = [

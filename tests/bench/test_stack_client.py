@@ -22,7 +22,7 @@ def _chunked(*chunks: bytes) -> bytes:
 
 
 def test_lines_split_across_chunks_are_joined() -> None:
-    body = _chunked(b"event: generation\r\ndata: {\"a\"", b": 1}\r\n\r\ndata: Hel", b"lo\n\n")
+    body = _chunked(b'event: generation\r\ndata: {"a"', b": 1}\r\n\r\ndata: Hel", b"lo\n\n")
     assert _lines(body) == ["event: generation", 'data: {"a": 1}', "", "data: Hello", ""]
 
 

@@ -100,6 +100,18 @@ class TokenPublisher:
                     )
                 self._cond.wait(min(left, 0.1))
 
+    def delivered(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` until every token put so far is in Redis (no hurry: the
+        coalescing window stays); whether they are."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending or self._batch:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._thread.is_alive():
+                    return False
+                self._cond.wait(left)
+            return True
+
     def close(self, timeout: float = 0.0) -> None:
         """Flush for up to ``timeout`` seconds, then stop the thread, dropping what is left
         (a generation that failed to deliver ends with an error anyway)."""

@@ -138,6 +138,24 @@ def test_the_decode_loop_does_not_wait_for_a_stalled_redis(
     )
 
 
+def test_delivered_says_whether_the_tokens_are_in_redis_within_the_wait(
+    client: redis.Redis, proxy: StallingProxy, redis_url: str
+) -> None:
+    parsed = urlparse(redis_url)
+    slow = redis.Redis(port=proxy.port, db=int(parsed.path.strip("/") or 0))
+    writer = writer_for(slow)
+    with TokenPublisher(writer, window_s=0.2) as publisher:
+        publisher.put_token("first")
+        assert publisher.delivered(30)  # a wide "not a hang" guard: true at once
+        assert token_events(client, writer.generation_id) == ["first"]
+        proxy.open.clear()  # Redis stops answering
+        publisher.put_token("second")
+        assert not publisher.delivered(0.2)  # bounded: the caller goes on
+        proxy.open.set()
+        publisher.flush(30)
+    assert token_events(client, writer.generation_id) == ["first", "second"]
+
+
 def test_the_stop_flag_is_read_locally_after_a_send(client: redis.Redis) -> None:
     writer = writer_for(client, check_listeners=True)
     client.set(seen_key(writer.generation_id), "1", ex=60)

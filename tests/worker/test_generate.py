@@ -3,10 +3,11 @@ deadline and the stop flag end an answer with the right reason, keeping its text
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,29 @@ def test_the_deadline_ends_an_answer_keeping_its_text(runtime_for: object) -> No
     with transaction(runtime.sessions) as session:
         row = session.get(Generation, gid)
         assert row is not None and row.status == "done" and row.completion_tokens >= 1
+
+
+def test_the_first_token_is_in_redis_before_the_engine_evaluates_it(
+    runtime_for: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The engine's threads fill the cores once it evaluates: the first token goes first.
+    runtime = runtime_for()  # type: ignore[operator]
+    _, gid = _ask(runtime)
+    seen: list[list[str]] = []  # the stream's events at each evaluation
+
+    def threads() -> int:
+        seen.append([e.type for e in tokenbus.events(runtime.redis, str(gid))])
+        return 1
+
+    @contextlib.contextmanager
+    def running() -> Iterator[Callable[[], int]]:
+        yield threads
+
+    monkeypatch.setattr(runtime.threads, "running", running)
+    run_generation(runtime, generation_id=str(gid))
+    assert _done(runtime, gid)["finish_reason"] in ("length", "stop")
+    assert "token" not in seen[0]  # the prompt (one batch)
+    assert seen[1].count("token") == 1  # the first token, before its evaluation
 
 
 def test_a_stop_before_the_first_token_saves_nothing(runtime_for: object) -> None:

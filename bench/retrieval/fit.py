@@ -130,7 +130,7 @@ def fit(train: list[Question], penalty: float) -> Weights:
     mean = stacked.mean(axis=0)
     scale = stacked.std(axis=0)
     scale[scale < 1e-9] = 1.0
-    size, width = len(FEATURES), max((len(q.rows) for q in useful), default=1)
+    size, width = stacked.shape[1], max((len(q.rows) for q in useful), default=1)
     x = np.zeros((len(useful), width, size))
     real = np.zeros((len(useful), width), dtype=bool)
     pos = np.zeros((len(useful), width), dtype=bool)

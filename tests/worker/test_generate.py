@@ -4,11 +4,13 @@ deadline and the stop flag end an answer with the right reason, keeping its text
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -21,7 +23,7 @@ from shared.generations.models import Generation
 from shared.settings import Settings
 from tests.conftest import make_settings
 from worker.engine import load_engine
-from worker.generate import run_generation
+from worker.generate import PREPARERS, Prepared, prepare_chat, run_generation
 from worker.runtime import Runtime
 from worker.threads import ThreadsBudget
 
@@ -135,6 +137,32 @@ def test_the_first_token_is_in_redis_before_the_engine_evaluates_it(
     assert _done(runtime, gid)["finish_reason"] in ("length", "stop")
     assert "token" not in seen[0]  # the prompt (one batch)
     assert seen[1].count("token") == 1  # the first token, before its evaluation
+
+
+def test_a_lead_is_in_redis_before_the_prompt_is_evaluated(
+    runtime_for: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An internet answer's lead is its first token: it goes out before the prompt's
+    # evaluation (seconds for an internet prompt on a CPU) takes the cores.
+    runtime = runtime_for()  # type: ignore[operator]
+    _, gid = _ask(runtime)
+    seen: list[list[str]] = []
+
+    def threads() -> int:
+        seen.append([e.data for e in tokenbus.events(runtime.redis, str(gid)) if e.type == "token"])
+        return 1
+
+    @contextlib.contextmanager
+    def running() -> Iterator[Callable[[], int]]:
+        yield threads
+
+    def with_lead(*args: Any) -> Prepared:
+        return dataclasses.replace(prepare_chat(*args), lead="The cat is called Tom [1].")
+
+    monkeypatch.setattr(runtime.threads, "running", running)
+    monkeypatch.setitem(PREPARERS, "chat", with_lead)
+    run_generation(runtime, generation_id=str(gid))
+    assert seen[0] == ["The cat is called Tom [1]."]  # at the prompt's first batch
 
 
 def test_a_stop_before_the_first_token_saves_nothing(runtime_for: object) -> None:

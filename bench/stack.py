@@ -203,26 +203,31 @@ async def stream_answer(client: httpx.AsyncClient, base: str, chat_id: str) -> A
             body = json.loads(await response.aread() or b"{}")
             answer.error = body.get("error", {"code": f"http_{response.status_code}"})
             return answer
-        event = None
-        async for line in response.aiter_lines():
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: "):
-                now = time.perf_counter()
-                name = event or "token"
-                answer.events[name] = answer.events.get(name, 0) + 1
-                if name == "token":
-                    answer.first_token = answer.first_token or now
-                    answer.last_token = now
-                elif name == "generation":
-                    answer.generation_event = now
-                elif name == "done":
-                    answer.done = json.loads(line[6:])
-                elif name == "error":
-                    answer.error = json.loads(line[6:]).get("error")
-            elif line == "":
-                event = None
+        await _read_events(answer, response.aiter_lines())
     return answer
+
+
+async def _read_events(answer: Answer, lines: AsyncIterator[str]) -> None:
+    """Record each SSE event of ``lines`` on ``answer`` as it arrives."""
+    event = None
+    async for line in lines:
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            now = time.perf_counter()
+            name = event or "token"
+            answer.events[name] = answer.events.get(name, 0) + 1
+            if name == "token":
+                answer.first_token = answer.first_token or now
+                answer.last_token = now
+            elif name == "generation":
+                answer.generation_event = now
+            elif name == "done":
+                answer.done = json.loads(line[6:])
+            elif name == "error":
+                answer.error = json.loads(line[6:]).get("error")
+        elif line == "":
+            event = None
 
 
 async def read_answer(base: str, chat_id: str) -> Answer:
@@ -241,25 +246,7 @@ async def read_answer(base: str, chat_id: str) -> Answer:
         if answer.status != 200:
             answer.error = {"code": f"http_{answer.status}"}
             return answer
-        event = None
-        async for line in _chunked_lines(reader):
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: "):
-                now = time.perf_counter()
-                name = event or "token"
-                answer.events[name] = answer.events.get(name, 0) + 1
-                if name == "token":
-                    answer.first_token = answer.first_token or now
-                    answer.last_token = now
-                elif name == "generation":
-                    answer.generation_event = now
-                elif name == "done":
-                    answer.done = json.loads(line[6:])
-                elif name == "error":
-                    answer.error = json.loads(line[6:]).get("error")
-            elif line == "":
-                event = None
+        await _read_events(answer, _chunked_lines(reader))
     finally:
         writer.close()
     return answer

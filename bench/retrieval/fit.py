@@ -4,7 +4,7 @@ it generalises by leave-one-file-out cross-validation.
 Each dev question file (``questions/sets_*.json``; holdout files are never opened) was
 written by another author or session at another time, so training on eleven files and
 testing on the twelfth mimics a new holdout. For every question the picker's best
-``--k`` sentences (distinct texts, as ``select_evidence`` ranks the passages) and their
+``--k`` sentences (distinct texts, of the passages ``select_evidence`` quotes from) and their
 features (:func:`worker.internet.learned.features`) are computed once; a conditional
 logit (softmax over a question's candidates, the answering ones the target, L2 penalty,
 features standardised on the training rows) is fitted with numpy (damped Newton). The
@@ -51,13 +51,8 @@ from worker.internet.learned import (  # noqa: E402
     features,
     learned_scores,
 )
-from worker.internet.pipeline import (  # noqa: E402
-    MAX_PASSAGES_PER_SOURCE,
-    build_candidates,
-    passage_budget_chars,
-)
+from worker.internet.pipeline import build_candidates, lead_pool  # noqa: E402
 from worker.internet.quote import QuotedPassage, scored_sentences  # noqa: E402
-from worker.internet.rank import rank_passages  # noqa: E402
 
 PENALTIES = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 """L2 penalties tried: the loss is the mean over training questions of minus the log
@@ -95,17 +90,10 @@ class Question:
 
 def collect(k: int) -> list[Question]:
     """The candidates of every dev question, as the worker ranks and scores them."""
-    settings = get_settings()
     out: list[Question] = []
     for qs in load_sets(HERE / "questions", "sets_*.json"):
         cands, _ = build_candidates(search_result_of(qs), documents_of(qs))
-        ranked = rank_passages(
-            qs.question,
-            cands,
-            limit=settings.context_passages,
-            budget_chars=passage_budget_chars(settings),
-            max_per_source=MAX_PASSAGES_PER_SOURCE,
-        )
+        ranked = lead_pool(qs.question, cands)
         quoted = [
             QuotedPassage(
                 n, item.candidate.text, item.score, item.candidate.heading, item.candidate.title

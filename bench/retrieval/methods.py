@@ -11,7 +11,12 @@ import lxml.html
 from bench.retrieval.data import QuestionSet, documents_of, search_result_of, whole_text
 from shared.settings import Settings
 from worker.internet.extract import split_passages
-from worker.internet.pipeline import MAX_PASSAGES_PER_SOURCE, build_candidates, select_evidence
+from worker.internet.pipeline import (
+    MAX_PASSAGES_PER_SOURCE,
+    build_candidates,
+    lead_pool,
+    select_evidence,
+)
 from worker.internet.quote import QuotedPassage, pick_quotes
 from worker.internet.rank import rank_passages, tokenize
 
@@ -145,20 +150,14 @@ def pipeline(qs: QuestionSet) -> list[str]:
 
 
 def best_sentence(qs: QuestionSet) -> list[str]:
-    """The worker's quotes (one per passage), best first."""
+    """The worker's quotes (one per passage, of the passages it picks quotes from), best
+    first: the first is the sentence the answer's lead opens with."""
     candidates, _ = build_candidates(search_result_of(qs), documents_of(qs))
-    ranked = rank_passages(
-        qs.question,
-        candidates,
-        limit=max(K_VALUES),
-        budget_chars=BUDGET_CHARS,
-        max_per_source=MAX_PASSAGES_PER_SOURCE,
-    )
     quoted = [
         QuotedPassage(
             n, item.candidate.text, item.score, item.candidate.heading, item.candidate.title
         )
-        for n, item in enumerate(ranked)
+        for n, item in enumerate(lead_pool(qs.question, candidates))
     ]
     return [quote.text for quote in pick_quotes(qs.question, quoted)]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import serpapi
@@ -17,7 +17,7 @@ from worker import metrics
 from worker.internet.cache import DEFAULT_NAMESPACE, WebCache
 from worker.internet.extract import Document, extract_document, split_passages
 from worker.internet.fetch import FetchedPage, fetch_pages
-from worker.internet.quote import Quote, QuotedPassage, pick_quotes
+from worker.internet.quote import Quote, QuotedPassage, choose_quotes
 from worker.internet.rank import Candidate, RankedPassage, rank_passages
 from worker.internet.search import (
     SEARCH_TIMEOUT_S,
@@ -37,6 +37,12 @@ SNIPPET_PRIOR = 0.8
 # Earlier search results are slightly more trustworthy: prior = 1 + RANK_PRIOR / position.
 RANK_PRIOR = 0.1
 MAX_PASSAGES_PER_SOURCE = 3
+LEAD_POOL_PASSAGES = 20
+"""How many of the best-ranked passages the quotes and the answer's lead are chosen from:
+more than the prompt quotes, since the ranker's cut often leaves out the passage whose
+sentence states the fact (issue 12: on the dev questions, the fact is in some sentence
+of the prompt's passages in 339 of 350 questions, of this pool's in 349)."""
+_NO_BUDGET = 1 << 40
 _CHARS_PER_TOKEN = 3.5
 _SNIPPET_CHARS = 300
 
@@ -159,37 +165,54 @@ def select_evidence(
     budget_chars: int | None = None,
 ) -> Evidence:
     """Rank the passages of the read ``documents`` (and the search page's own evidence)
-    for ``question``, and number their sources best first (see :func:`number_sources`)."""
+    for ``question``, and number their sources best first (see :func:`number_sources`).
+
+    The sentences are weighed among a wider pool than the prompt quotes
+    (:func:`lead_pool`): when the best one's passage did not make the prompt's cut, it
+    takes the first place there, and the lowest-ranked passages make room for it."""
     candidates, infos = build_candidates(result, documents)
+    budget = budget_chars if budget_chars is not None else passage_budget_chars(settings)
     ranked = rank_passages(
         question,
         candidates,
         limit=settings.context_passages,
-        budget_chars=budget_chars if budget_chars is not None else passage_budget_chars(settings),
+        budget_chars=budget,
         max_per_source=MAX_PASSAGES_PER_SOURCE,
     )
-    sources, passages, best, runner_up = number_sources(question, ranked, infos)
+    pool = lead_pool(question, candidates)
+    picked = choose_quotes(question, [_quoted(number, item) for number, item in enumerate(pool)])
+    lead = [quote for quote in (*picked.quotes[:1], picked.second) if quote is not None]
+    ranked = _with_passages(
+        ranked,
+        [pool[quote.source_index] for quote in lead],
+        limit=settings.context_passages,
+        budget=budget,
+    )
+    second = _quotes_in(ranked, pool, [picked.second] if picked.second else [])
+    sources, passages, best, runner_up = number_sources(
+        ranked, infos, _quotes_in(ranked, pool, picked.quotes), second[0] if second else None
+    )
     return Evidence(sources=sources, passages=passages, best=best, runner_up=runner_up)
 
 
+def lead_pool(question: str, candidates: Sequence[Candidate]) -> list[RankedPassage]:
+    """The :data:`LEAD_POOL_PASSAGES` best passages, from any source and without the
+    prompt's character budget, whose sentences the quotes (and the lead) are chosen from."""
+    return rank_passages(question, candidates, limit=LEAD_POOL_PASSAGES, budget_chars=_NO_BUDGET)
+
+
 def number_sources(
-    question: str, ranked: list[RankedPassage], infos: Mapping[str, SourceInfo]
+    ranked: list[RankedPassage],
+    infos: Mapping[str, SourceInfo],
+    quotes: Sequence[Quote],
+    second: Quote | None = None,
 ) -> tuple[list[Source], list[Passage], Quote | None, Quote | None]:
-    """Order the ranked passages by how well their best sentence answers ``question``
-    (passages without one keep their rank order, after them), number their sources in
-    that order, and quote each source by its best sentence. Also returned: the best
-    sentence, and the best sentence of another source (the runner-up)."""
-    quoted = [
-        QuotedPassage(
-            source_index=number,  # the position in ``ranked`` until sources are numbered
-            text=item.candidate.text,
-            score=item.score,
-            context=item.candidate.heading,
-            title=item.candidate.title,
-        )
-        for number, item in enumerate(ranked)
-    ]
-    quotes = pick_quotes(question, quoted)
+    """Order the ranked passages as their ``quotes`` are (best first, one per passage at
+    most, ``source_index`` its position in ``ranked``; passages without one keep their
+    rank order, after them), number their sources in that order, and quote each source by
+    its best sentence. Also returned: the best sentence, and the runner-up: ``second``
+    (the lead's second sentence, ``source_index`` likewise) when given, else the best
+    sentence of another source."""
     quote_of = {quote.source_index: quote for quote in quotes}
     order = [quote.source_index for quote in quotes]
     order += [number for number in range(len(ranked)) if number not in quote_of]
@@ -223,7 +246,75 @@ def number_sources(
         passages.append(
             Passage(source_index=numbers[key], text=item.candidate.text, score=item.score)
         )
+    if second is not None:
+        number = numbers[ranked[second.source_index].candidate.source]
+        runner_up = dataclasses.replace(second, source_index=number)
     return sources, passages, best, runner_up
+
+
+def _quoted(number: int, item: RankedPassage) -> QuotedPassage:
+    candidate = item.candidate
+    return QuotedPassage(number, candidate.text, item.score, candidate.heading, candidate.title)
+
+
+def _with_passages(
+    ranked: list[RankedPassage], items: Sequence[RankedPassage], *, limit: int, budget: int
+) -> list[RankedPassage]:
+    """``ranked`` with ``items`` first (in order; those already there move up), then as
+    many of the others, in rank order, as keep within ``limit`` passages, ``budget``
+    characters and :data:`MAX_PASSAGES_PER_SOURCE` per source. ``ranked`` itself when
+    every item is there already; an item that does not fit is left out."""
+    present = {_key(other) for other in ranked}
+    if all(_key(item) in present for item in items):
+        return ranked
+    kept: list[RankedPassage] = []
+    used = 0
+    per_source: dict[str, int] = {}
+    seen: set[tuple[str, str]] = set()
+    for other in [*items, *ranked]:
+        source, size = other.candidate.source, len(other.candidate.text)
+        if len(kept) >= limit:
+            break
+        if _key(other) in seen or per_source.get(source, 0) >= MAX_PASSAGES_PER_SOURCE:
+            continue
+        if used + size > budget:
+            continue
+        kept.append(other)
+        seen.add(_key(other))
+        used += size
+        per_source[source] = per_source.get(source, 0) + 1
+    return kept
+
+
+def _quotes_in(
+    ranked: list[RankedPassage], pool: list[RankedPassage], quotes: Sequence[Quote]
+) -> list[Quote]:
+    """The pool's ``quotes`` (best first) of the passages in ``ranked``, renumbered to
+    their positions there. A first passage longer than the budget is cut in ``ranked``:
+    its quote stays when the cut kept the sentence."""
+    position = {_key(item): number for number, item in enumerate(ranked)}
+    out: list[Quote] = []
+    for quote in quotes:
+        candidate = pool[quote.source_index].candidate
+        number = position.get(_key(pool[quote.source_index]))
+        if number is None:
+            number = next(
+                (
+                    n
+                    for n, item in enumerate(ranked)
+                    if item.candidate.source == candidate.source
+                    and candidate.text.startswith(item.candidate.text)
+                    and quote.text in item.candidate.text
+                ),
+                None,
+            )
+        if number is not None:
+            out.append(dataclasses.replace(quote, source_index=number))
+    return out
+
+
+def _key(item: RankedPassage) -> tuple[str, str]:
+    return item.candidate.source, item.candidate.text
 
 
 def build_candidates(

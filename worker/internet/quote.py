@@ -31,7 +31,7 @@ from worker.internet.agreement import (
 )
 from worker.internet.answer_kind import asked_place_kind, expected_answer, named_thing
 from worker.internet.asked import Asked, answer_positions, answer_strength, bare
-from worker.internet.learned import choose
+from worker.internet.learned import choose_pair
 from worker.internet.measure import counted_thing, measure_kinds, unit_kinds
 from worker.internet.rank import QuestionShape, analyse_question, stem, tokenize
 from worker.internet.sentences import Sentence, sentences_with_referents, trim_sentence
@@ -92,14 +92,32 @@ class QuotedPassage:
 
 
 def pick_quotes(question: str, passages: Sequence[QuotedPassage]) -> list[Quote]:
-    """The best sentence of each passage, best first (passages without one are left out).
+    """The best sentence of each passage, best first (passages without one are left out):
+    :func:`choose_quotes`'s quotes."""
+    return choose_quotes(question, passages).quotes
+
+
+@dataclass(frozen=True)
+class Picked:
+    """What :func:`choose_quotes` picks."""
+
+    quotes: list[Quote]
+    """The best sentence of each passage, best first."""
+    second: Quote | None = None
+    """The learned runner-up sentence, when it scores close to the first quote (it may
+    come from the same passage); it stands at the first quote's score."""
+
+
+def choose_quotes(question: str, passages: Sequence[QuotedPassage]) -> Picked:
+    """The best sentence of each passage, best first, and the lead's second sentence.
 
     The hand-set scores order them, but the first is the learned choice among the best
-    few sentences (:func:`worker.internet.learned.choose`): the hand-set weights fit the
-    questions they were set on, not new writers'. The chosen sentence stands for its
+    few sentences (:func:`worker.internet.learned.choose_pair`): the hand-set weights fit
+    the questions they were set on, not new writers'. The chosen sentence stands for its
     passage and takes the best hand-set score, so that whether an answer has a lead
-    (:mod:`worker.internet.lead`) is as before, and the sentence it displaced, at the same
-    score, is quoted beside it when it comes from another source."""
+    (:mod:`worker.internet.lead`) is as before. When the learned model finds another
+    sentence nearly as likely to answer, it is ``second``; otherwise the sentence the
+    choice displaced, at the same score, comes second when it is from another source."""
     scored = scored_sentences(question, passages)
     best_of: dict[int, Quote] = {}
     for found in scored:
@@ -107,11 +125,15 @@ def pick_quotes(question: str, passages: Sequence[QuotedPassage]) -> list[Quote]
         if current is None or found.quote.score > current.score:
             best_of[found.number] = found.quote
     ordered = sorted(best_of.items(), key=lambda item: -item[1].score)
-    chosen = choose(question, scored)
+    chosen, runner_up = choose_pair(question, scored)
+    second = None
+    if chosen is not None and runner_up is not None:
+        second = dataclasses.replace(runner_up.quote, score=ordered[0][1].score)
     if chosen is None or chosen.quote is ordered[0][1]:
-        return [quote for _, quote in ordered]
+        return Picked([quote for _, quote in ordered], second)
     first = dataclasses.replace(chosen.quote, score=ordered[0][1].score)
-    return [first, *(quote for number, quote in ordered if number != chosen.number)]
+    rest = (quote for number, quote in ordered if number != chosen.number)
+    return Picked([first, *rest], second)
 
 
 def score_sentences(question: str, passages: Sequence[QuotedPassage]) -> list[tuple[int, Quote]]:

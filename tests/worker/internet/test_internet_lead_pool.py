@@ -1,0 +1,71 @@
+"""select_evidence weighs the sentences of more passages than the prompt quotes: the
+lead's passage joins the prompt when the ranker cut it, and a close learned runner-up
+(even from the same page) is the lead's second sentence."""
+
+from __future__ import annotations
+
+from shared.settings import Settings
+from worker.internet.extract import Document
+from worker.internet.lead import lead_text
+from worker.internet.pipeline import LEAD_POOL_PASSAGES, select_evidence
+from worker.internet.search import SearchHit, SearchResult
+
+SETTINGS = Settings(_env_file=None, context_passages=1)  # type: ignore[call-arg]
+
+
+def evidence_for(question: str, pages: dict[str, tuple[str, str]], **overrides: object):  # type: ignore[no-untyped-def]
+    hits = [
+        SearchHit(position=n, title=title, url=url, snippet="")
+        for n, (url, (title, _)) in enumerate(pages.items(), start=1)
+    ]
+    documents = {
+        url: Document(url=url, title=title, text=text) for url, (title, text) in pages.items()
+    }
+    settings = SETTINGS.model_copy(update=overrides)
+    return select_evidence(
+        question, SearchResult(query=question, hits=hits), documents, settings=settings
+    )
+
+
+def test_the_lead_s_passage_joins_the_prompt_when_the_ranker_cut_it() -> None:
+    question = "How long is the wait between the two Nerivax jabs?"
+    pages = {
+        "https://forum.example/jabs": (
+            "Nerivax jabs: the wait",
+            "Nerivax jabs again: the wait for Nerivax jabs at my clinic was long, two "
+            "hours in the queue for the jabs. The wait between Nerivax jabs at the "
+            "clinic, never again.",
+        ),
+        "https://wiki.example/Nerivax": (
+            "Nerivax",
+            "Nerivax is an inactivated vaccine. The primary course is two doses. The "
+            "second is given 4 to 6 weeks after the first.",
+        ),
+    }
+    # The prompt has room for one passage; the ranker puts the forum's first.
+    evidence = evidence_for(question, pages)
+    assert len(evidence.passages) == 1
+    assert evidence.best is not None and "4 to 6 weeks" in evidence.best.text
+    assert "4 to 6 weeks" in evidence.passages[0].text
+    assert evidence.sources[0].url == "https://wiki.example/Nerivax"
+    assert evidence.passages[0].source_index == evidence.best.source_index == 1
+    # With room for both, both are quoted, the lead's first.
+    roomy = evidence_for(question, pages, context_passages=5)
+    assert roomy.sources[0].url == "https://wiki.example/Nerivax"
+    assert len(roomy.passages) == 2
+    assert LEAD_POOL_PASSAGES > 5
+
+
+def test_a_close_learned_runner_up_is_the_lead_s_second_sentence() -> None:
+    question = "Which fruit is used in a Dallow pie?"
+    text = (
+        "Dallow is a small island with 9,000 people.\nDallow Town play at the Quay ground; "
+        "their mascot is an otter called Pip.\nA Dallow pie is baked for the harvest. The "
+        "filling is damsons, stewed in honey."
+    )
+    evidence = evidence_for(question, {"https://dallow.example/": ("Dallow", text)})
+    assert evidence.best is not None and evidence.runner_up is not None
+    assert evidence.runner_up.text != evidence.best.text
+    assert evidence.runner_up.source_index == evidence.best.source_index == 1
+    lead = lead_text(evidence.best, evidence.runner_up)
+    assert "damsons" in lead and lead.count("[1]") == 2

@@ -95,7 +95,7 @@ class TokenHub:
             # A Redis read can swallow a cancellation; the loops also watch ``_closing``.
             await asyncio.wait(self._tasks, timeout=3.0)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._pubsub.aclose(), timeout=2.0)  # type: ignore[no-untyped-call]
+            await asyncio.wait_for(self._pubsub.aclose(), timeout=2.0)  # type: ignore[no-untyped-call, unused-ignore]
 
     @contextlib.asynccontextmanager
     async def subscribe(self, generation_id: str) -> AsyncIterator[Subscription]:

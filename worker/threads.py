@@ -161,7 +161,7 @@ class ThreadsBudget:
             self._threads = self.cores
 
     def _subscribe(self) -> redis.client.PubSub:
-        pubsub: redis.client.PubSub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub: redis.client.PubSub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call, unused-ignore]
         pubsub.subscribe(self.channel)
         pubsub.get_message(timeout=SUBSCRIBED_TIMEOUT_S)  # the confirmation: read it now
         return pubsub

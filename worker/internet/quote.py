@@ -31,7 +31,7 @@ from worker.internet.agreement import (
 )
 from worker.internet.answer_kind import asked_place_kind, expected_answer, named_thing
 from worker.internet.asked import Asked, answer_positions, answer_strength, bare
-from worker.internet.learned import choose_pair
+from worker.internet.learned import close_second, rank
 from worker.internet.measure import counted_thing, measure_kinds, unit_kinds
 from worker.internet.rank import QuestionShape, analyse_question, stem, tokenize
 from worker.internet.sentences import Sentence, sentences_with_referents, trim_sentence
@@ -102,38 +102,42 @@ class Picked:
     """What :func:`choose_quotes` picks."""
 
     quotes: list[Quote]
-    """The best sentence of each passage, best first."""
+    """A sentence of each passage, the best first."""
     second: Quote | None = None
     """The learned runner-up sentence, when it scores close to the first quote (it may
     come from the same passage); it stands at the first quote's score."""
 
 
 def choose_quotes(question: str, passages: Sequence[QuotedPassage]) -> Picked:
-    """The best sentence of each passage, best first, and the lead's second sentence.
+    """A sentence of each passage that answers at all, best first, and the lead's second.
 
-    The hand-set scores order them, but the first is the learned choice among the best
-    few sentences (:func:`worker.internet.learned.choose_pair`): the hand-set weights fit
-    the questions they were set on, not new writers'. The chosen sentence stands for its
-    passage and takes the best hand-set score, so that whether an answer has a lead
-    (:mod:`worker.internet.lead`) is as before. When the learned model finds another
-    sentence nearly as likely to answer, it is ``second``; otherwise the sentence the
-    choice displaced, at the same score, comes second when it is from another source."""
+    The hand-set scores find the best few sentences; the learned model
+    (:func:`worker.internet.learned.rank`) orders them, since the hand-set weights fit
+    the questions they were set on, not new writers'. The passages come in the order of
+    their best learned candidate, each quoted by it; then the passages without a
+    candidate, in hand-set order, each by its hand-set best. The first quote takes the
+    best hand-set score, so that whether an answer has a lead (:mod:`worker.internet.lead`)
+    does not depend on the order. When the learned model finds a second sentence nearly
+    as likely to answer, it is ``second``."""
     scored = scored_sentences(question, passages)
     best_of: dict[int, Quote] = {}
     for found in scored:
         current = best_of.get(found.number)
         if current is None or found.quote.score > current.score:
             best_of[found.number] = found.quote
-    ordered = sorted(best_of.items(), key=lambda item: -item[1].score)
-    chosen, runner_up = choose_pair(question, scored)
-    second = None
-    if chosen is not None and runner_up is not None:
-        second = dataclasses.replace(runner_up.quote, score=ordered[0][1].score)
-    if chosen is None or chosen.quote is ordered[0][1]:
-        return Picked([quote for _, quote in ordered], second)
-    first = dataclasses.replace(chosen.quote, score=ordered[0][1].score)
-    rest = (quote for number, quote in ordered if number != chosen.number)
-    return Picked([first, *rest], second)
+    if not best_of:
+        return Picked([])
+    top_score = max(quote.score for quote in best_of.values())
+    ranked = rank(question, scored)
+    quote_of: dict[int, Quote] = {}  # in insertion order: the learned order first
+    for found, _ in ranked:
+        quote_of.setdefault(found.number, found.quote)
+    for number, quote in sorted(best_of.items(), key=lambda item: -item[1].score):
+        quote_of.setdefault(number, quote)
+    first, *rest = quote_of.values()
+    runner_up = close_second(ranked)
+    second = dataclasses.replace(runner_up.quote, score=top_score) if runner_up else None
+    return Picked([dataclasses.replace(first, score=top_score), *rest], second)
 
 
 def score_sentences(question: str, passages: Sequence[QuotedPassage]) -> list[tuple[int, Quote]]:

@@ -32,9 +32,9 @@ def test_the_lead_s_passage_joins_the_prompt_when_the_ranker_cut_it() -> None:
     pages = {
         "https://forum.example/jabs": (
             "Nerivax jabs: the wait",
-            "Nerivax jabs again: the wait for Nerivax jabs at my clinic was long, two "
-            "hours in the queue for the jabs. The wait between Nerivax jabs at the "
-            "clinic, never again.",
+            "Nerivax jabs again: the wait for Nerivax jabs at my clinic was awful, the "
+            "queue for the jabs went round the block. The wait between Nerivax jabs at "
+            "the clinic, never again.",
         ),
         "https://wiki.example/Nerivax": (
             "Nerivax",

@@ -81,3 +81,35 @@ def test_pick_quotes_follows_whatever_weights_are_fitted(
     assert pick_quotes(PAINTING, PAGES)[0].source_index == 2
     monkeypatch.setattr(learned, "WEIGHTS", {})
     assert "Wenlow Gallery" in pick_quotes(PAINTING, PAGES)[0].text
+
+
+def test_passages_follow_the_learned_order_each_quoted_by_its_learned_best(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Weights that prefer later passages and, within one, later sentences: the learned
+    # order, not the hand-set scores, orders the quotes and picks each passage's quote.
+    monkeypatch.setattr(learned, "WEIGHTS", {"passage_rank": 10.0, "sentence_index": 1.0})
+    third = QuotedPassage(3, "The Grey Harbour was lent to Oslo in 1990.", 0.5, title="Loans")
+    quotes = pick_quotes(PAINTING, [*PAGES, third])
+    assert [quote.source_index for quote in quotes] == [3, 2, 1]
+    assert "Ada Fenwick" in quotes[2].text  # the later sentence of the first page
+    hand = max(quote.score for quote in pick_quotes(PAINTING, PAGES))
+    assert quotes[0].score >= hand  # the first takes the best hand-set score
+    # Without weights, the hand-set order.
+    monkeypatch.setattr(learned, "WEIGHTS", {})
+    assert pick_quotes(PAINTING, [*PAGES, third])[0].source_index == 1
+
+
+def test_a_close_learned_runner_up_is_the_second_beyond_the_margin_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scored = scored_sentences(PAINTING, PAGES)
+    monkeypatch.setattr(learned, "WEIGHTS", {"passage_rank": 1.0})
+    ranked = learned.rank(PAINTING, scored)
+    gap = ranked[0][1] - ranked[1][1]
+    assert gap > 0
+    monkeypatch.setattr(learned, "LEAD_MARGIN", gap)
+    assert learned.close_second(ranked) is ranked[1][0]
+    monkeypatch.setattr(learned, "LEAD_MARGIN", gap / 2)
+    assert learned.close_second(ranked) is None
+    assert learned.close_second(ranked, weights={}) is None

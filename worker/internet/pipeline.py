@@ -80,8 +80,9 @@ class SourceInfo:
 @dataclass(frozen=True)
 class Evidence:
     """What the answer may use. ``passages`` are best first; ``best`` is the sentence that
-    best answers the question (None when no sentence matches it), ``runner_up`` the best
-    sentence of another source (None when there is none). ``degraded`` means no
+    best answers the question (None when no sentence matches it), ``runner_up`` the
+    sentence the lead may quote beside it (a close learned runner-up, else the best
+    sentence of another source; None when there is none). ``degraded`` means no
     page could be read and the passages are search snippets; ``notes`` say, in words,
     what went wrong along the way."""
 
@@ -168,8 +169,9 @@ def select_evidence(
     for ``question``, and number their sources best first (see :func:`number_sources`).
 
     The sentences are weighed among a wider pool than the prompt quotes
-    (:func:`lead_pool`): when the best one's passage did not make the prompt's cut, it
-    takes the first place there, and the lowest-ranked passages make room for it."""
+    (:func:`lead_pool`): when the passage of the lead's sentence (or of its close second)
+    did not make the prompt's cut, it takes the first place there, and the lowest-ranked
+    passages make room for it."""
     candidates, infos = build_candidates(result, documents)
     budget = budget_chars if budget_chars is not None else passage_budget_chars(settings)
     ranked = rank_passages(

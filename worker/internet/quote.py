@@ -92,8 +92,8 @@ class QuotedPassage:
 
 
 def pick_quotes(question: str, passages: Sequence[QuotedPassage]) -> list[Quote]:
-    """The best sentence of each passage, best first (passages without one are left out):
-    :func:`choose_quotes`'s quotes."""
+    """A sentence of each passage that answers at all, best first (passages without one
+    are left out): :func:`choose_quotes`'s quotes."""
     return choose_quotes(question, passages).quotes
 
 

@@ -253,6 +253,7 @@ def main() -> None:
     parser.add_argument("--flat", action="store_true", help="penalty 1.0, no inner CV")
     parser.add_argument("--write", action="store_true", help="fit on all and print weights")
     parser.add_argument("--leads", action="store_true", help="fact-in-lead per held-out file")
+    parser.add_argument("--penalty", type=float, help="--write: this penalty, not the CV's")
     parser.add_argument("--drop", nargs="*", default=[], help="features left out")
     parser.add_argument("--cache", type=Path, help="pickle of the candidates (made if absent)")
     args = parser.parse_args()
@@ -271,7 +272,7 @@ def main() -> None:
         cross_validate_leads(fitted)
         learned.WEIGHTS = saved
     if args.write:
-        penalty = pick_penalty(questions)
+        penalty = args.penalty if args.penalty is not None else pick_penalty(questions)
         weights = fit(questions, penalty)
         raw = weights.per_feature()
         same = sum(

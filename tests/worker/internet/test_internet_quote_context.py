@@ -5,7 +5,7 @@ subject and role), each on made-up sentences."""
 from __future__ import annotations
 
 import pytest
-from picking import best, lead
+from picking import best
 
 from worker.internet.answer_kind import expected_answer
 from worker.internet.measure import counted_thing, unit_kinds
@@ -85,9 +85,12 @@ def test_last_year_s_winner_loses_to_this_year_s() -> None:
     )
     assert "Sana Ilves" in best("Who won this year's Orlen Cup?", text, titles=("Orlen Cup",))
     older = "The Orlen Cup went to Sana Ilves. Last year's winner was Petra Dunmore."
-    # The learned choice (ninth round) opens with Sana Ilves here, and quotes Petra
-    # Dunmore beside it as a close runner-up (a known cost, bench/retrieval/README.md).
-    assert "Petra Dunmore" in lead("Who won last year's Orlen Cup?", older, titles=("Orlen Cup",))
+    # The hand-set score's cue; the learned choice (eleventh round) opens with Sana Ilves
+    # here and no longer quotes Petra Dunmore beside it (a known cost,
+    # bench/retrieval/README.md), so the cue is checked on the hand-set scores.
+    passages = [QuotedPassage(1, older, 1.0, title="Orlen Cup")]
+    scored = score_sentences("Who won last year's Orlen Cup?", passages)
+    assert "Petra Dunmore" in max((quote for _, quote in scored), key=score_of).text
 
 
 @pytest.mark.parametrize(

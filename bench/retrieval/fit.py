@@ -51,8 +51,8 @@ from worker.internet.learned import (  # noqa: E402
     features,
     learned_scores,
 )
-from worker.internet.pipeline import build_candidates, lead_pool  # noqa: E402
-from worker.internet.quote import QuotedPassage, scored_sentences  # noqa: E402
+from worker.internet.pipeline import build_candidates, lead_pool, quoted_passages  # noqa: E402
+from worker.internet.quote import scored_sentences  # noqa: E402
 
 PENALTIES = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 """L2 penalties tried: the loss is the mean over training questions of minus the log
@@ -93,13 +93,7 @@ def collect(k: int) -> list[Question]:
     out: list[Question] = []
     for qs in load_sets(HERE / "questions", "sets_*.json"):
         cands, _ = build_candidates(search_result_of(qs), documents_of(qs))
-        ranked = lead_pool(qs.question, cands)
-        quoted = [
-            QuotedPassage(
-                n, item.candidate.text, item.score, item.candidate.heading, item.candidate.title
-            )
-            for n, item in enumerate(ranked)
-        ]
+        quoted = quoted_passages(lead_pool(qs.question, cands))
         top = candidates(scored_sentences(qs.question, quoted), k)
         rows = np.array(features(qs.question, top), dtype=np.float64).reshape(
             len(top), len(FEATURES)

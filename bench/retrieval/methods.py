@@ -15,9 +15,10 @@ from worker.internet.pipeline import (
     MAX_PASSAGES_PER_SOURCE,
     build_candidates,
     lead_pool,
+    quoted_passages,
     select_evidence,
 )
-from worker.internet.quote import QuotedPassage, pick_quotes
+from worker.internet.quote import pick_quotes
 from worker.internet.rank import rank_passages, tokenize
 
 K_VALUES = (1, 3, 5)
@@ -153,12 +154,7 @@ def best_sentence(qs: QuestionSet) -> list[str]:
     """The worker's quotes (one per passage, of the passages it picks quotes from), best
     first: the first is the sentence the answer's lead opens with."""
     candidates, _ = build_candidates(search_result_of(qs), documents_of(qs))
-    quoted = [
-        QuotedPassage(
-            n, item.candidate.text, item.score, item.candidate.heading, item.candidate.title
-        )
-        for n, item in enumerate(lead_pool(qs.question, candidates))
-    ]
+    quoted = quoted_passages(lead_pool(qs.question, candidates))
     return [quote.text for quote in pick_quotes(qs.question, quoted)]
 
 

@@ -18,7 +18,7 @@ from worker.internet.cache import DEFAULT_NAMESPACE, WebCache
 from worker.internet.extract import Document, extract_document, split_passages
 from worker.internet.fetch import FetchedPage, fetch_pages
 from worker.internet.quote import Quote, QuotedPassage, choose_quotes
-from worker.internet.rank import Candidate, RankedPassage, rank_passages
+from worker.internet.rank import Candidate, RankedPassage, rank_passages, score_passages
 from worker.internet.search import (
     SEARCH_TIMEOUT_S,
     SearchError,
@@ -174,15 +174,17 @@ def select_evidence(
     passages make room for it."""
     candidates, infos = build_candidates(result, documents)
     budget = budget_chars if budget_chars is not None else passage_budget_chars(settings)
+    scores = score_passages(question, candidates)  # once, for the prompt and the pool
     ranked = rank_passages(
         question,
         candidates,
         limit=settings.context_passages,
         budget_chars=budget,
         max_per_source=MAX_PASSAGES_PER_SOURCE,
+        scores=scores,
     )
-    pool = lead_pool(question, candidates)
-    picked = choose_quotes(question, [_quoted(number, item) for number, item in enumerate(pool)])
+    pool = lead_pool(question, candidates, scores=scores)
+    picked = choose_quotes(question, quoted_passages(pool))
     lead = [quote for quote in (*picked.quotes[:1], picked.second) if quote is not None]
     ranked = _with_passages(
         ranked,
@@ -197,10 +199,15 @@ def select_evidence(
     return Evidence(sources=sources, passages=passages, best=best, runner_up=runner_up)
 
 
-def lead_pool(question: str, candidates: Sequence[Candidate]) -> list[RankedPassage]:
+def lead_pool(
+    question: str, candidates: Sequence[Candidate], *, scores: Sequence[float] | None = None
+) -> list[RankedPassage]:
     """The :data:`LEAD_POOL_PASSAGES` best passages, from any source and without the
-    prompt's character budget, whose sentences the quotes (and the lead) are chosen from."""
-    return rank_passages(question, candidates, limit=LEAD_POOL_PASSAGES, budget_chars=_NO_BUDGET)
+    prompt's character budget, whose sentences the quotes (and the lead) are chosen from
+    (``scores``: as :func:`~worker.internet.rank.rank_passages` takes them)."""
+    return rank_passages(
+        question, candidates, limit=LEAD_POOL_PASSAGES, budget_chars=_NO_BUDGET, scores=scores
+    )
 
 
 def number_sources(
@@ -254,9 +261,14 @@ def number_sources(
     return sources, passages, best, runner_up
 
 
-def _quoted(number: int, item: RankedPassage) -> QuotedPassage:
-    candidate = item.candidate
-    return QuotedPassage(number, candidate.text, item.score, candidate.heading, candidate.title)
+def quoted_passages(ranked: Sequence[RankedPassage]) -> list[QuotedPassage]:
+    """``ranked`` as the quote picker reads them, each numbered by its position."""
+    return [
+        QuotedPassage(
+            number, item.candidate.text, item.score, item.candidate.heading, item.candidate.title
+        )
+        for number, item in enumerate(ranked)
+    ]
 
 
 def _with_passages(

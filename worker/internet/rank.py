@@ -308,8 +308,10 @@ def rank_passages(
     limit: int,
     budget_chars: int,
     max_per_source: int | None = None,
+    scores: Sequence[float] | None = None,
 ) -> list[RankedPassage]:
-    """The best candidates for ``question``, best first.
+    """The best candidates for ``question``, best first (``scores``: their
+    :func:`score_passages`, when the caller has them already).
 
     At most ``limit`` passages, at most ``max_per_source`` from one source when given,
     and at most ``budget_chars`` characters of passage text together (a first passage
@@ -318,7 +320,8 @@ def rank_passages(
     """
     if limit <= 0 or budget_chars <= 0:
         return []
-    scores = score_passages(question, candidates)
+    if scores is None:
+        scores = score_passages(question, candidates)
     order = sorted(range(len(candidates)), key=lambda i: (-scores[i], i))
     chosen: list[RankedPassage] = []
     chosen_shingles: list[frozenset[tuple[str, ...]]] = []

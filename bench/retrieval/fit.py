@@ -14,10 +14,11 @@ of training.
 
 Printed per file: questions, the picker's fact in top-1, the learned choice's, the
 questions it gains and loses, and the oracle (any candidate holds the fact); with
-``--leads``, fact-in-lead per held-out file (the product's lead, the picker alone
-against the weights fitted without that file). ``--write`` fits on all files (penalty
+``--leads``, what the holdout measures per held-out file without the model (recall@1,
+recall@3 and fact-in-lead: the product's picker alone against the weights fitted
+without that file, wired in). ``--write`` fits on all files (penalty
 chosen by leave-one-file-out over them) and prints ``WEIGHTS`` for
-``worker/internet/learned.py``. Deterministic, seconds (``--leads``: half a minute).
+``worker/internet/learned.py``. Deterministic, seconds (``--leads``: a few minutes).
 From the repo root:
 ``PYTHONPATH=$PWD nice -n 19 .venv/bin/python bench/retrieval/fit.py [--leads] [--write]``
 """
@@ -187,9 +188,10 @@ def pick_penalty(train: list[Question]) -> float:
     return best
 
 
-def cross_validate(questions: list[Question], nested: bool) -> dict[str, Weights]:
+def cross_validate(questions: list[Question], penalty: float | None) -> dict[str, Weights]:
     """Leave-one-file-out: per file, the picker's and the learned choice's top-1; the
-    weights fitted without each file."""
+    weights fitted without each file (with ``penalty``, else the one an inner
+    leave-one-file-out picks)."""
     files = sorted({q.file for q in questions})
     print("| file | n | picker@1 | learned@1 | gained | lost | oracle@K | penalty |")
     print("|---|---|---|---|---|---|---|---|")
@@ -198,8 +200,8 @@ def cross_validate(questions: list[Question], nested: bool) -> dict[str, Weights
     for held in files:
         train = [q for q in questions if q.file != held]
         test = [q for q in questions if q.file == held]
-        penalty = pick_penalty(train) if nested else 1.0
-        weights = fitted[held] = fit(train, penalty)
+        chosen_penalty = pick_penalty(train) if penalty is None else penalty
+        weights = fitted[held] = fit(train, chosen_penalty)
         picker = sum(bool(len(q.hits) and q.hits[0]) for q in test)
         chosen = [bool(len(q.hits) and q.hits[choose(q, weights)]) for q in test]
         first = [bool(len(q.hits) and q.hits[0]) for q in test]
@@ -210,31 +212,43 @@ def cross_validate(questions: list[Question], nested: bool) -> dict[str, Weights
         row = (len(test), picker, learned, gained, lost, oracle)
         for n, value in enumerate(row):
             totals[n] += value
-        print(f"| {held} | " + " | ".join(map(str, row)) + f" | {penalty} |")
+        print(f"| {held} | " + " | ".join(map(str, row)) + f" | {chosen_penalty} |")
     print("| all | " + " | ".join(map(str, totals)) + " | |")
     return fitted
 
 
 def cross_validate_leads(fitted: dict[str, Weights]) -> None:
-    """Fact-in-lead (the product's lead, runner-up and all) per held-out file, with the
-    picker alone (no weights: its own best leads) and with the weights fitted without
-    that file, wired in as ``pick_quotes`` uses them."""
+    """What the holdout measures (no model), per held-out file: recall@1 and @3 (the
+    passages the answer quotes, in its order: ``methods.pipeline``) and fact-in-lead
+    (the product's lead, runner-up and all), with the picker alone (no weights) and
+    with the weights fitted without that file, wired in as ``select_evidence`` uses
+    them."""
     from bench.retrieval.answers import evaluate_leads
+    from bench.retrieval.methods import pipeline
 
     settings = get_settings()
     sets = load_sets(HERE / "questions", "sets_*.json")
-    print("| file | n | lead (picker) | lead (learned) | two-source (picker) | (learned) |")
-    print("|---|---|---|---|---|---|")
-    totals = [0, 0, 0, 0, 0]
+    print(
+        "| file | n | recall@1 (picker) | (learned) | recall@3 (picker) | (learned) "
+        "| lead (picker) | (learned) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    totals = [0] * 7
     for held, weights in fitted.items():
         chosen = [qs for qs in sets if qs.file == held]
         row = [len(chosen)]
-        results = []
+        for k in (1, 3):
+            for patched in ({}, weights.per_feature()):
+                learned.WEIGHTS = patched
+                row.append(
+                    sum(
+                        any(contains_answer(text, qs.answer) for text in pipeline(qs)[:k])
+                        for qs in chosen
+                    )
+                )
         for patched in ({}, weights.per_feature()):
             learned.WEIGHTS = patched
-            results.append(evaluate_leads(settings, chosen))
-        row += [round(r["fact_in_lead"] * len(chosen)) for r in results]
-        row += [round(r["two_source_leads"] * len(chosen)) for r in results]
+            row.append(round(evaluate_leads(settings, chosen)["fact_in_lead"] * len(chosen)))
         for n, value in enumerate(row):
             totals[n] += value
         print(f"| {held} | " + " | ".join(map(str, row)) + " |")
@@ -246,8 +260,10 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=TOP_K, help="candidates per question")
     parser.add_argument("--flat", action="store_true", help="penalty 1.0, no inner CV")
     parser.add_argument("--write", action="store_true", help="fit on all and print weights")
-    parser.add_argument("--leads", action="store_true", help="fact-in-lead per held-out file")
-    parser.add_argument("--penalty", type=float, help="--write: this penalty, not the CV's")
+    parser.add_argument(
+        "--leads", action="store_true", help="recall@1/@3, fact-in-lead per held-out file"
+    )
+    parser.add_argument("--penalty", type=float, help="this penalty, no inner CV")
     parser.add_argument("--drop", nargs="*", default=[], help="features left out")
     parser.add_argument("--cache", type=Path, help="pickle of the candidates (made if absent)")
     args = parser.parse_args()
@@ -260,7 +276,7 @@ def main() -> None:
     dropped = [FEATURES.index(name) for name in args.drop]
     for q in questions:
         q.rows[:, dropped] = 0.0  # a constant feature gets no weight
-    fitted = cross_validate(questions, nested=not args.flat)
+    fitted = cross_validate(questions, 1.0 if args.flat else args.penalty)
     if args.leads:
         saved = learned.WEIGHTS
         cross_validate_leads(fitted)

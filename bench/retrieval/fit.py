@@ -8,7 +8,8 @@ testing on the twelfth mimics a new holdout. For every question the picker's bes
 features (:func:`worker.internet.learned.features`) are computed once; a conditional
 logit (softmax over a question's candidates, the answering ones the target, L2 penalty,
 features standardised on the training rows) is fitted with numpy (damped Newton). The
-penalty is chosen by an inner leave-one-file-out over the training files alone.
+penalty is chosen by an inner leave-one-file-out over the training files alone (or set:
+``--penalty``).
 Questions whose candidates all or none hold the answer teach nothing and are left out
 of training.
 
@@ -18,7 +19,7 @@ questions it gains and loses, and the oracle (any candidate holds the fact); wit
 recall@3 and fact-in-lead: the product's picker alone against the weights fitted
 without that file, wired in). ``--write`` fits on all files (penalty
 chosen by leave-one-file-out over them) and prints ``WEIGHTS`` for
-``worker/internet/learned.py``. Deterministic, seconds (``--leads``: a few minutes).
+``worker/internet/learned.py``. Deterministic, seconds (``--leads``: a minute or two).
 From the repo root:
 ``PYTHONPATH=$PWD nice -n 19 .venv/bin/python bench/retrieval/fit.py [--leads] [--write]``
 """
@@ -236,19 +237,21 @@ def cross_validate_leads(fitted: dict[str, Weights]) -> None:
     totals = [0] * 7
     for held, weights in fitted.items():
         chosen = [qs for qs in sets if qs.file == held]
-        row = [len(chosen)]
-        for k in (1, 3):
-            for patched in ({}, weights.per_feature()):
-                learned.WEIGHTS = patched
-                row.append(
-                    sum(
-                        any(contains_answer(text, qs.answer) for text in pipeline(qs)[:k])
-                        for qs in chosen
-                    )
-                )
+        counts = []  # (recall@1, recall@3, fact in lead) for the picker, then learned
         for patched in ({}, weights.per_feature()):
             learned.WEIGHTS = patched
-            row.append(round(evaluate_leads(settings, chosen)["fact_in_lead"] * len(chosen)))
+            quoted = [pipeline(qs) for qs in chosen]
+            counts.append(
+                [
+                    sum(
+                        any(contains_answer(text, qs.answer) for text in texts[:k])
+                        for qs, texts in zip(chosen, quoted, strict=True)
+                    )
+                    for k in (1, 3)
+                ]
+                + [round(evaluate_leads(settings, chosen)["fact_in_lead"] * len(chosen))]
+            )
+        row = [len(chosen), *(value for pair in zip(*counts, strict=True) for value in pair)]
         for n, value in enumerate(row):
             totals[n] += value
         print(f"| {held} | " + " | ".join(map(str, row)) + " |")
@@ -263,7 +266,7 @@ def main() -> None:
     parser.add_argument(
         "--leads", action="store_true", help="recall@1/@3, fact-in-lead per held-out file"
     )
-    parser.add_argument("--penalty", type=float, help="this penalty, no inner CV")
+    parser.add_argument("--penalty", type=float, help="this penalty, no inner CV (--write too)")
     parser.add_argument("--drop", nargs="*", default=[], help="features left out")
     parser.add_argument("--cache", type=Path, help="pickle of the candidates (made if absent)")
     args = parser.parse_args()

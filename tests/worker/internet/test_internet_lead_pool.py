@@ -1,19 +1,22 @@
 """select_evidence weighs the sentences of more passages than the prompt quotes: the
-lead's passage joins the prompt when the ranker cut it, and a close learned runner-up
-(even from the same page) is the lead's second sentence."""
+lead's passage joins the prompt when the ranker cut it, so do those of the learned
+model's next best quotes, and a close learned runner-up (even from the same page) is the
+lead's second sentence."""
 
 from __future__ import annotations
 
 from shared.settings import Settings
 from worker.internet.extract import Document
 from worker.internet.lead import lead_text
-from worker.internet.pipeline import LEAD_POOL_PASSAGES, select_evidence
+from worker.internet.pipeline import LEAD_POOL_PASSAGES, build_candidates, select_evidence
+from worker.internet.rank import rank_passages
 from worker.internet.search import SearchHit, SearchResult
 
 SETTINGS = Settings(_env_file=None, context_passages=1)  # type: ignore[call-arg]
 
 
-def evidence_for(question: str, pages: dict[str, tuple[str, str]], **overrides: object):  # type: ignore[no-untyped-def]
+def inputs(question: str, pages: dict[str, tuple[str, str]]) -> tuple[SearchResult, dict]:  # type: ignore[type-arg]
+    """A search result listing ``pages`` (url: (title, text)) in order, and their documents."""
     hits = [
         SearchHit(position=n, title=title, url=url, snippet="")
         for n, (url, (title, _)) in enumerate(pages.items(), start=1)
@@ -21,10 +24,12 @@ def evidence_for(question: str, pages: dict[str, tuple[str, str]], **overrides: 
     documents = {
         url: Document(url=url, title=title, text=text) for url, (title, text) in pages.items()
     }
+    return SearchResult(query=question, hits=hits), documents
+
+
+def evidence_for(question: str, pages: dict[str, tuple[str, str]], **overrides: object):  # type: ignore[no-untyped-def]
     settings = SETTINGS.model_copy(update=overrides)
-    return select_evidence(
-        question, SearchResult(query=question, hits=hits), documents, settings=settings
-    )
+    return select_evidence(question, *inputs(question, pages), settings=settings)
 
 
 def test_the_lead_s_passage_joins_the_prompt_when_the_ranker_cut_it() -> None:
@@ -69,3 +74,50 @@ def test_a_close_learned_runner_up_is_the_lead_s_second_sentence() -> None:
     assert evidence.runner_up.source_index == evidence.best.source_index == 1
     lead = lead_text(evidence.best, evidence.runner_up)
     assert "damsons" in lead and lead.count("[1]") == 2
+
+
+def test_the_passages_of_the_best_three_quotes_join_the_prompt() -> None:
+    question = "How long is the wait between the two Nerivax jabs?"
+    answering = {
+        "https://clinic.example/harrow": (
+            "Harrow clinic",
+            "At the Harrow clinic the two Nerivax doses are usually given 28 days apart.",
+        ),
+        "https://travel.example/nerivax": (
+            "Travel vaccines",
+            "Where travel is imminent, the two Nerivax doses may be given 14 days apart.",
+        ),
+        "https://wiki.example/Nerivax": (
+            "Nerivax",
+            "Nerivax is an inactivated vaccine. The primary course is two doses. The "
+            "second is given 4 to 6 weeks after the first.",
+        ),
+    }
+    chatter = {  # the question's words again and again, and no answer
+        "https://news.example/jabs": (
+            "Nerivax jabs wait times",
+            "Wait times for Nerivax jabs: the wait at clinics for Nerivax jabs grew, and "
+            "the wait for jabs is long.",
+        ),
+        "https://blog.example/jabs": (
+            "The wait for Nerivax jabs",
+            "The wait for Nerivax jabs, the wait for the clinic, the wait for the jabs to "
+            "stop hurting: Nerivax jabs and the wait, a diary.",
+        ),
+        "https://forum.example/jabs": (
+            "Nerivax jabs: the wait",
+            "Nerivax jabs again: the wait for Nerivax jabs at my clinic was awful, the "
+            "queue for the jabs went round the block.",
+        ),
+    }
+    pages = {**chatter, **answering}
+    evidence = evidence_for(question, pages, context_passages=3)
+    # The ranker's own cut of three holds only the chatter ...
+    candidates, _ = build_candidates(*inputs(question, pages))
+    cut = rank_passages(question, candidates, limit=3, budget_chars=10_000)
+    assert {item.candidate.source for item in cut} == set(chatter)
+    # ... the prompt holds the pages of the learned best three quotes (PROMPT_QUOTES), the
+    # three that answer, each quoted, "4 to 6 weeks" among them.
+    assert {source.url for source in evidence.sources} == set(answering)
+    assert all(source.quote for source in evidence.sources)
+    assert any("4 to 6 weeks" in passage.text for passage in evidence.passages)

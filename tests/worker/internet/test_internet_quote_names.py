@@ -9,8 +9,9 @@ from picking import best
 
 from worker.internet.agreement import OTHER_MODEL_FACTOR, asked_models, model_factor
 from worker.internet.answer_kind import expected_answer, naming_positions, place_kinds_of
+from worker.internet.lead import lead_text
 from worker.internet.measure import counted_thing
-from worker.internet.quote import QuotedPassage, pick_quotes, score_sentences
+from worker.internet.quote import QuotedPassage, choose_quotes, pick_quotes, score_sentences
 from worker.internet.rank import analyse_question, stem
 from worker.internet.sentences import sentences_with_referents
 
@@ -226,7 +227,13 @@ def test_a_place_named_as_where_something_is_beats_another_capitalised_word() ->
     )
     passages = [QuotedPassage(n, text, 1.0, title="Ansel Morrow") for n, text in enumerate(texts)]
     question = "Where was the poet Ansel Morrow born?"
-    assert "Kilbride" in pick_quotes(question, passages)[0].text
+    # The lead states it: the learned choice (thirteenth round's weights) opens with the
+    # poet's first sentence (17.9 against 17.8) and quotes the birthplace beside it (a
+    # known cost, bench/retrieval/README.md); the hand-set score puts "Kilbride" first.
+    picked = choose_quotes(question, passages)
+    assert "Kilbride" in lead_text(picked.quotes[0], picked.second)
+    scored = score_sentences(question, passages)
+    assert "Kilbride" in max((quote for _, quote in scored), key=lambda quote: quote.score).text
 
 
 @pytest.mark.parametrize(

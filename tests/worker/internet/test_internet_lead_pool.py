@@ -15,7 +15,9 @@ from worker.internet.search import SearchHit, SearchResult
 SETTINGS = Settings(_env_file=None, context_passages=1)  # type: ignore[call-arg]
 
 
-def inputs(question: str, pages: dict[str, tuple[str, str]]) -> tuple[SearchResult, dict]:  # type: ignore[type-arg]
+def inputs(
+    question: str, pages: dict[str, tuple[str, str]]
+) -> tuple[SearchResult, dict[str, Document]]:
     """A search result listing ``pages`` (url: (title, text)) in order, and their documents."""
     hits = [
         SearchHit(position=n, title=title, url=url, snippet="")

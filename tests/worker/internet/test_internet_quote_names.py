@@ -178,8 +178,8 @@ def test_one_of_and_a_count_of_another_thing_lose_to_the_counted_thing() -> None
         for n, (text, title) in enumerate(zip(texts, ("Orlen Tower", "Harrow towers"), strict=True))
     ]
     question = "How many lifts serve the Orlen Tower?"
-    # The hand-set score's cue; the learned choice (twelfth round's weights) opens with
-    # the tower's own page here (a known cost, bench/retrieval/README.md), so the cue is
+    # The hand-set score's cue; the learned choice (since the twelfth round's weights)
+    # opens with the tower's own page here (a known cost, bench/retrieval/README.md), so the cue is
     # checked on the hand-set scores.
     scored = score_sentences(question, passages)
     assert "six lifts" in max((quote for _, quote in scored), key=lambda quote: quote.score).text

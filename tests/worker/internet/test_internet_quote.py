@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from picking import hand_set_best
 
 from shared.settings import Settings
 from worker.internet.answer_kind import expected_answer
@@ -17,13 +18,7 @@ from worker.internet.lead import (
     model_parameters,
 )
 from worker.internet.measure import unit_kinds
-from worker.internet.quote import (
-    Quote,
-    QuotedPassage,
-    choose_quotes,
-    pick_quotes,
-    score_sentences,
-)
+from worker.internet.quote import Quote, QuotedPassage, choose_quotes, pick_quotes
 from worker.internet.sentences import split_sentences
 
 
@@ -480,6 +475,4 @@ def test_a_weekday_s_own_hours_answer_for_that_day() -> None:
     ]
     # The hand-set score's cue; the first quote is the learned choice, which on this
     # page prefers the longer weekday sentence (a known cost, bench/retrieval/README.md).
-    scored = score_sentences("What time does the Fenn Gallery close on Sundays?", passages)
-    quote = max((quote for _, quote in scored), key=lambda quote: quote.score)
-    assert "3 pm" in quote.text
+    assert "3 pm" in hand_set_best("What time does the Fenn Gallery close on Sundays?", passages)

@@ -5,12 +5,11 @@ subject and role), each on made-up sentences."""
 from __future__ import annotations
 
 import pytest
-from picking import best
+from picking import best, hand_set_best, lead
 
 from worker.internet.answer_kind import expected_answer
-from worker.internet.lead import lead_text
 from worker.internet.measure import counted_thing, unit_kinds
-from worker.internet.quote import Quote, QuotedPassage, choose_quotes, score_sentences
+from worker.internet.quote import QuotedPassage
 from worker.internet.rank import analyse_question, stem
 from worker.internet.sentences import Sentence, sentences_with_referents
 
@@ -90,8 +89,7 @@ def test_last_year_s_winner_loses_to_this_year_s() -> None:
     # here and no longer quotes Petra Dunmore beside it (a known cost,
     # bench/retrieval/README.md), so the cue is checked on the hand-set scores.
     passages = [QuotedPassage(1, older, 1.0, title="Orlen Cup")]
-    scored = score_sentences("Who won last year's Orlen Cup?", passages)
-    assert "Petra Dunmore" in max((quote for _, quote in scored), key=score_of).text
+    assert "Petra Dunmore" in hand_set_best("Who won last year's Orlen Cup?", passages)
 
 
 @pytest.mark.parametrize(
@@ -178,17 +176,10 @@ def test_a_count_of_the_counted_thing_beats_a_measure() -> None:
     # height's sentence (16.1 against 15.9) and quotes the count beside it (a known cost,
     # bench/retrieval/README.md); the hand-set score puts the count first.
     question = "How many arches does the Tilly Bridge have?"
-    picked = choose_quotes(question, [QuotedPassage(1, text, 1.0)])
-    assert "9 arches" in lead_text(picked.quotes[0], picked.second)
-    scored = score_sentences(question, [QuotedPassage(1, text, 1.0)])
-    assert "9 arches" in max((quote for _, quote in scored), key=score_of).text
+    assert "9 arches" in lead(question, [QuotedPassage(1, text, 1.0)])
+    assert "9 arches" in hand_set_best(question, [QuotedPassage(1, text, 1.0)])
     assert counted_thing("How many league goals did Ivo Marr score?") == "goals"
     assert counted_thing("How many people live in Tarrow?") == "people"
-
-
-def score_of(quote: Quote) -> float:
-    """A quote's hand-set score (the key the tests sort by)."""
-    return quote.score
 
 
 def test_a_pronoun_sentence_answers_for_the_subject_before_it() -> None:
@@ -204,8 +195,7 @@ def test_a_pronoun_sentence_answers_for_the_subject_before_it() -> None:
         QuotedPassage(1, born, 1.0, title="Northern sculptors"),
         QuotedPassage(2, other, 1.0, title="Driftwood"),
     ]
-    quote = max((quote for _, quote in score_sentences(question, passages)), key=score_of)
-    assert "Harrowby" in quote.text
+    assert "Harrowby" in hand_set_best(question, passages)
     assert sentences_with_referents(
         "Proxima Centauri is a red dwarf near the Sun. Its light takes 4.2 years to reach us."
     )[1] == Sentence("Its light takes 4.2 years to reach us.", "Proxima Centauri")

@@ -203,6 +203,12 @@ class Scored:
     sentence: Sentence
     quote: Quote
     factors: Factors
+    heading: str = ""
+    """Its passage's section heading."""
+    title: str = ""
+    """Its page's title."""
+    row_answer: bool = False
+    """A table row that holds the kind of answer asked for, whatever its label says."""
 
 
 def scored_sentences(question: str, passages: Sequence[QuotedPassage]) -> list[Scored]:
@@ -265,7 +271,18 @@ def scored_sentences(question: str, passages: Sequence[QuotedPassage]) -> list[S
         )
         text = trim_sentence(sentence, wanted, MAX_QUOTE_CHARS)
         quote = Quote(passage.source_index, text, combine(factors))
-        scored.append(Scored(number, index, found, quote, factors))
+        scored.append(
+            Scored(
+                number,
+                index,
+                found,
+                quote,
+                factors,
+                passage.context,
+                passage.title,
+                bool(found.label and asked.expects and answer_positions(sentence, asked)),
+            )
+        )
     return scored
 
 

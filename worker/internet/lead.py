@@ -33,29 +33,35 @@ RUNNER_UP_RATIO = 0.8
 """The lead also quotes the runner-up when it scores at least this share of the best
 one's score (a learned runner-up stands at the best one's score)."""
 LEAD_MAX_CHARS = 400
-"""Longest two-sentence lead; a longer pair leads with the best sentence alone."""
+"""Longest lead of several sentences: a runner-up that would make it longer is left out
+(and any after it)."""
 
 
-def lead_text(best: Quote | None, runner_up: Quote | None = None) -> str:
+def lead_text(best: Quote | None, *runners: Quote | None) -> str:
     """``best`` as the answer's opening sentence, its citation before the full stop, then
-    ``runner_up`` likewise when it is another sentence and scores close to ``best``
-    (:data:`RUNNER_UP_RATIO`, :data:`LEAD_MAX_CHARS`); "" when there is no sentence good
-    enough to lead with."""
+    each of ``runners`` (the runner-up, then a third) likewise, in turn, while it is
+    another sentence, scores close to ``best`` (:data:`RUNNER_UP_RATIO`) and the lead
+    stays within :data:`LEAD_MAX_CHARS`; "" when there is no sentence good enough to lead
+    with."""
     if best is None or best.score < MIN_LEAD_SCORE:
         return ""
     first = _cited(best)
     if not first:
         return ""
-    if (
-        runner_up is None
-        or runner_up.text == best.text
-        or runner_up.score < max(MIN_LEAD_SCORE, RUNNER_UP_RATIO * best.score)
-    ):
-        return first
-    second = _cited(runner_up)
-    if not second or len(first) + 1 + len(second) > LEAD_MAX_CHARS:
-        return first
-    return f"{first} {second}"
+    parts, texts = [first], {best.text}
+    for runner in runners:
+        if (
+            runner is None
+            or runner.text in texts
+            or runner.score < max(MIN_LEAD_SCORE, RUNNER_UP_RATIO * best.score)
+        ):
+            break
+        cited = _cited(runner)
+        if not cited or sum(map(len, parts)) + len(parts) + len(cited) > LEAD_MAX_CHARS:
+            break
+        parts.append(cited)
+        texts.add(runner.text)
+    return " ".join(parts)
 
 
 def _cited(quote: Quote) -> str:

@@ -88,7 +88,8 @@ class Evidence:
     """What the answer may use. ``passages`` are best first; ``best`` is the sentence that
     best answers the question (None when no sentence matches it), ``runner_up`` the
     sentence the lead may quote beside it (a close learned runner-up, else the best
-    sentence of another source; None when there is none). ``degraded`` means no
+    sentence of another source; None when there is none), ``third`` a third close learned
+    candidate the lead quotes after them (None mostly). ``degraded`` means no
     page could be read and the passages are search snippets; ``notes`` say, in words,
     what went wrong along the way."""
 
@@ -98,6 +99,7 @@ class Evidence:
     degraded: bool = False
     best: Quote | None = None
     runner_up: Quote | None = None
+    third: Quote | None = None
 
 
 def passage_budget_chars(settings: Settings) -> int:
@@ -192,18 +194,21 @@ def select_evidence(
     )
     pool = lead_pool(question, candidates, scores=scores)
     picked = choose_quotes(question, quoted_passages(pool))
-    first = [quote for quote in (*picked.quotes[:1], picked.second) if quote is not None]
+    first = [*picked.quotes[:1], *picked.runners]
     ranked = _with_passages(
         ranked,
         [pool[quote.source_index] for quote in (*first, *picked.quotes[1:PROMPT_QUOTES])],
         limit=settings.context_passages,
         budget=budget,
     )
-    second = _quotes_in(ranked, pool, [picked.second] if picked.second else [])
-    sources, passages, best, runner_up = number_sources(
-        ranked, infos, _quotes_in(ranked, pool, picked.quotes), second[0] if second else None
+    sources, passages, best, close = number_sources(
+        ranked,
+        infos,
+        _quotes_in(ranked, pool, picked.quotes),
+        _quotes_in(ranked, pool, picked.runners),
     )
-    return Evidence(sources=sources, passages=passages, best=best, runner_up=runner_up)
+    runner_up, third = (*close, None, None)[:2]
+    return Evidence(sources=sources, passages=passages, best=best, runner_up=runner_up, third=third)
 
 
 def lead_pool(
@@ -221,14 +226,14 @@ def number_sources(
     ranked: list[RankedPassage],
     infos: Mapping[str, SourceInfo],
     quotes: Sequence[Quote],
-    second: Quote | None = None,
-) -> tuple[list[Source], list[Passage], Quote | None, Quote | None]:
+    runners: Sequence[Quote] = (),
+) -> tuple[list[Source], list[Passage], Quote | None, list[Quote]]:
     """Order the ranked passages as their ``quotes`` are (best first, one per passage at
     most, ``source_index`` its position in ``ranked``; passages without one keep their
     rank order, after them), number their sources in that order, and quote each source by
-    its best sentence. Also returned: the best sentence, and the runner-up: ``second``
-    (the lead's second sentence, ``source_index`` likewise) when given, else the best
-    sentence of another source."""
+    its best sentence. Also returned: the best sentence, and the runners-up: ``runners``
+    (the lead's further sentences, ``source_index`` likewise) when given, else the best
+    sentence of another source (none when there is none)."""
     quote_of = {quote.source_index: quote for quote in quotes}
     order = [quote.source_index for quote in quotes]
     order += [number for number in range(len(ranked)) if number not in quote_of]
@@ -262,10 +267,19 @@ def number_sources(
         passages.append(
             Passage(source_index=numbers[key], text=item.candidate.text, score=item.score)
         )
-    if second is not None:
-        number = numbers[ranked[second.source_index].candidate.source]
-        runner_up = dataclasses.replace(second, source_index=number)
-    return sources, passages, best, runner_up
+    if runners:
+        return (
+            sources,
+            passages,
+            best,
+            [
+                dataclasses.replace(
+                    quote, source_index=numbers[ranked[quote.source_index].candidate.source]
+                )
+                for quote in runners
+            ],
+        )
+    return sources, passages, best, [runner_up] if runner_up else []
 
 
 def quoted_passages(ranked: Sequence[RankedPassage]) -> list[QuotedPassage]:

@@ -31,7 +31,7 @@ from worker.internet.agreement import (
 )
 from worker.internet.answer_kind import asked_place_kind, expected_answer, named_thing
 from worker.internet.asked import Asked, answer_positions, answer_strength, bare
-from worker.internet.learned import close_second, rank
+from worker.internet.learned import close_runners, rank
 from worker.internet.measure import counted_thing, measure_kinds, unit_kinds
 from worker.internet.rank import QuestionShape, analyse_question, stem, tokenize
 from worker.internet.sentences import Sentence, sentences_with_referents, trim_sentence
@@ -103,9 +103,14 @@ class Picked:
 
     quotes: list[Quote]
     """A sentence of each passage, the best first."""
-    second: Quote | None = None
-    """The learned runner-up sentence, when it scores close to the first quote (it may
-    come from the same passage); it stands at the first quote's score."""
+    runners: tuple[Quote, ...] = ()
+    """The learned runners-up that score close to the first quote (one or two; they may
+    come from the same passage), best first; they stand at the first quote's score."""
+
+    @property
+    def second(self) -> Quote | None:
+        """The first of :attr:`runners`, if any."""
+        return self.runners[0] if self.runners else None
 
 
 def choose_quotes(question: str, passages: Sequence[QuotedPassage]) -> Picked:
@@ -117,8 +122,8 @@ def choose_quotes(question: str, passages: Sequence[QuotedPassage]) -> Picked:
     their best learned candidate, each quoted by it; then the passages without a
     candidate, in hand-set order, each by its hand-set best. The first quote takes the
     best hand-set score, so that whether an answer has a lead (:mod:`worker.internet.lead`)
-    does not depend on the order. When the learned model finds a second sentence nearly
-    as likely to answer, it is ``second``."""
+    does not depend on the order. When the learned model finds a second sentence (or a
+    second and a third) nearly as likely to answer, they are ``runners``."""
     scored = scored_sentences(question, passages)
     best_of: dict[int, Quote] = {}
     for found in scored:
@@ -135,9 +140,10 @@ def choose_quotes(question: str, passages: Sequence[QuotedPassage]) -> Picked:
     for number, quote in sorted(best_of.items(), key=lambda item: -item[1].score):
         quote_of.setdefault(number, quote)
     first, *rest = quote_of.values()
-    runner_up = close_second(ranked)
-    second = dataclasses.replace(runner_up.quote, score=top_score) if runner_up else None
-    return Picked([dataclasses.replace(first, score=top_score), *rest], second)
+    runners = tuple(
+        dataclasses.replace(found.quote, score=top_score) for found in close_runners(ranked)
+    )
+    return Picked([dataclasses.replace(first, score=top_score), *rest], runners)
 
 
 def score_sentences(question: str, passages: Sequence[QuotedPassage]) -> list[tuple[int, Quote]]:

@@ -25,7 +25,7 @@ def lead(question: str, passages: Sequence[QuotedPassage]) -> str:
     """The lead an answer opens with: the first quote, and the learned runner-up beside it
     when it is close."""
     picked = choose_quotes(question, passages)
-    return lead_text(picked.quotes[0], picked.second)
+    return lead_text(picked.quotes[0], *picked.runners)
 
 
 def hand_set_best(question: str, passages: Sequence[QuotedPassage]) -> str:

@@ -1,7 +1,7 @@
 """select_evidence weighs the sentences of more passages than the prompt quotes: the
 lead's passage joins the prompt when the ranker cut it, so do those of the learned
 model's next best quotes, and a close learned runner-up (even from the same page) is the
-lead's second sentence."""
+lead's second sentence (and a third close one its third)."""
 
 from __future__ import annotations
 
@@ -76,6 +76,26 @@ def test_a_close_learned_runner_up_is_the_lead_s_second_sentence() -> None:
     assert evidence.runner_up.source_index == evidence.best.source_index == 1
     lead = lead_text(evidence.best, evidence.runner_up)
     assert "damsons" in lead and lead.count("[1]") == 2
+
+
+def test_three_near_equal_rows_are_all_quoted_in_the_lead() -> None:
+    # The rows of one price table, each a price of a membership: the learned odds cannot
+    # tell the asked one from its neighbours, so the lead quotes all three.
+    question = "how much is a yearly membership for orrin botanic gardens for one adult"
+    text = (
+        "Orrin Botanic Gardens are open every day except Christmas Day.\n"
+        "## Annual membership\n"
+        "| Joint (two adults at one address) | £98 |\n"
+        "| Family (two adults and up to four children) | £119 |\n"
+        "| Individual adult | £64 |\n| Concession | £52 |"
+    )
+    pages = {"https://orrin.example/membership": ("Membership | Orrin Botanic Gardens", text)}
+    evidence = evidence_for(question, pages)
+    assert evidence.best is not None and evidence.runner_up is not None
+    assert evidence.third is not None
+    lead = lead_text(evidence.best, evidence.runner_up, evidence.third)
+    assert "Individual adult £64 [1]." in lead and lead.count("[1]") == 3
+    assert "£52" not in lead  # never a fourth
 
 
 def test_the_passages_of_the_best_three_quotes_join_the_prompt() -> None:

@@ -109,17 +109,37 @@ def test_a_close_learned_runner_up_is_the_second_beyond_the_margin_not(
     gap = ranked[0][1] - ranked[1][1]
     assert gap > 0
     monkeypatch.setattr(learned, "LEAD_MARGIN", gap)
-    assert learned.close_second(ranked) is ranked[1][0]
+    assert learned.close_runners(ranked)[:1] == [ranked[1][0]]
     monkeypatch.setattr(learned, "LEAD_MARGIN", gap / 2)
-    assert learned.close_second(ranked) is None
-    assert learned.close_second(ranked, weights={}) is None
+    assert learned.close_runners(ranked) == []
+    assert learned.close_runners(ranked, weights={}) == []
+
+
+def test_a_third_candidate_is_quoted_only_within_the_narrower_margin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    found = candidates(scored_sentences(PAINTING, PAGES))
+    assert len(found) == 3
+    found.append(found[0])  # a fourth entry, as close as the third
+    ranked = list(zip(found, [10.0, 9.5, 9.2, 9.1], strict=True))
+    monkeypatch.setattr(learned, "LEAD_MARGIN", 2.5)
+    monkeypatch.setattr(learned, "THIRD_MARGIN", 1.0)
+    assert learned.close_runners(ranked) == found[1:3]  # never a fourth
+    monkeypatch.setattr(learned, "THIRD_MARGIN", 0.5)
+    assert learned.close_runners(ranked) == found[1:2]
+    far_second = list(zip(found, [10.0, 7.0, 6.9, 6.8], strict=True))
+    monkeypatch.setattr(learned, "THIRD_MARGIN", 5.0)
+    assert learned.close_runners(far_second) == []  # no third without a second
 
 
 def _feature(question: str, passages: list[QuotedPassage], name: str) -> dict[str, float]:
     """Feature ``name`` of each candidate sentence, by its text."""
     top = candidates(scored_sentences(question, passages))
     column = FEATURES.index(name)
-    return {found.sentence.text: row[column] for found, row in zip(top, features(question, top))}
+    return {
+        found.sentence.text: row[column]
+        for found, row in zip(top, features(question, top), strict=True)
+    }
 
 
 GAME = "how many people can play harbourlight"
@@ -162,6 +182,25 @@ def test_a_sentence_under_a_heading_that_names_the_attribute_is_marked() -> None
     heading = _feature(question, [times, vans], "heading_match")
     assert heading["Sunday 9 am to 4:30 pm."] == 1.0  # "times" for "time"
     assert heading["Vans must book a slot on Sunday."] == 0.0
+
+
+def test_a_row_label_that_names_another_variant_has_a_lower_precision() -> None:
+    question = "how long is the guarantee on a torvik barista one espresso machine"
+    page = QuotedPassage(
+        1,
+        "| Barista One Duo | 3 years, parts and labour |\n"
+        "| Barista One | 5 years, parts and labour |\n"
+        "| Grinder | 2 years |",
+        1.0,
+        title="Torvik warranty",
+    )
+    precision = _feature(question, [page], "label_precision")
+    assert precision["Barista One 5 years, parts and labour."] == 1.0
+    assert precision["Barista One Duo 3 years, parts and labour."] == pytest.approx(2 / 3)
+    assert precision["Grinder 2 years."] == 0.0
+    # A sentence that is not a row has none.
+    prose = QuotedPassage(1, "The Barista One has a five-year guarantee.", 1.0)
+    assert set(_feature(question, [prose], "label_precision").values()) == {0.0}
 
 
 def test_a_row_with_the_asked_kind_of_answer_is_marked_whatever_its_label() -> None:

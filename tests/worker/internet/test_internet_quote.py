@@ -363,6 +363,23 @@ def test_a_close_runner_up_is_quoted_too() -> None:
     assert lead_text(None, close) == ""
 
 
+def test_a_third_close_sentence_is_quoted_after_the_runner_up() -> None:
+    best = Quote(source_index=1, text="Joint (two adults) £98.", score=2.5)
+    second = Quote(source_index=1, text="Family (two adults, four children) £119.", score=2.5)
+    third = Quote(source_index=2, text="Individual adult £64.", score=2.5)
+    assert lead_text(best, second, third) == (
+        "Joint (two adults) £98 [1]. Family (two adults, four children) £119 [1]. "
+        "Individual adult £64 [2]."
+    )
+    # Not after a runner-up left out, nor past the longest lead.
+    assert lead_text(best, None, third) == "Joint (two adults) £98 [1]."
+    assert lead_text(best, best, third) == "Joint (two adults) £98 [1]."
+    long = Quote(source_index=2, text="Individual " + "adult " * (LEAD_MAX_CHARS // 7), score=2.5)
+    assert lead_text(best, second, long) == (
+        "Joint (two adults) £98 [1]. Family (two adults, four children) £119 [1]."
+    )
+
+
 def test_the_lead_setting(tmp_path: Path) -> None:
     def settings(**values: object) -> Settings:
         return Settings(_env_file=None, data_dir=tmp_path, **values)  # type: ignore[call-arg]

@@ -275,6 +275,7 @@ def _matches(text: str, terms: set[str]) -> bool:
 
 
 def _loosely(word: str, term: str) -> bool:
+    """Whether ``word`` is ``term``, or one begins the other, four letters at least."""
     return word == term or (
         min(len(word), len(term)) >= 4 and (word.startswith(term) or term.startswith(word))
     )

@@ -107,11 +107,6 @@ class Picked:
     """The learned runners-up that score close to the first quote (one or two; they may
     come from the same passage), best first; they stand at the first quote's score."""
 
-    @property
-    def second(self) -> Quote | None:
-        """The first of :attr:`runners`, if any."""
-        return self.runners[0] if self.runners else None
-
 
 def choose_quotes(question: str, passages: Sequence[QuotedPassage]) -> Picked:
     """A sentence of each passage that answers at all, best first, and the lead's second.

@@ -104,6 +104,25 @@ def test_a_part_runs_alone_and_keeps_the_others(files: tuple[Path, Path]) -> Non
     assert "burst: 200 chats, 1 worker: done | 7 |" in page.read_text()
 
 
+def test_the_retrieval_part_has_the_model_answer_the_splits_it_is_told(
+    files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The benchmark itself takes minutes with the model: this checks what it is asked.
+    asked: list[dict[str, object]] = []
+
+    def run_benchmark(**options: object) -> dict[str, object]:
+        asked.append(options)
+        return {"splits": {}}
+
+    monkeypatch.setattr("bench.retrieval.run.run_benchmark", run_benchmark)
+    assert main(["--only", "retrieval", "--retrieval-answers", "holdout"]) == 0
+    assert asked == [{"answers": True, "answer_splits": ["holdout"]}]
+    assert main(["--only", "retrieval"]) == 0
+    assert asked[-1] == {"answers": True, "answer_splits": ["dev", "holdout"]}
+    assert main(["--only", "retrieval", "--quick"]) == 0
+    assert asked[-1]["answers"] is False
+
+
 def _gpu_report(threads: int, cpu: float, gpu: float, used: bool = True) -> dict[str, object]:
     return {
         "model": "smollm2",

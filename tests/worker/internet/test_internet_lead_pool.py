@@ -74,8 +74,10 @@ def test_a_close_learned_runner_up_is_the_lead_s_second_sentence() -> None:
     assert evidence.best is not None and evidence.runner_up is not None
     assert evidence.runner_up.text != evidence.best.text
     assert evidence.runner_up.source_index == evidence.best.source_index == 1
-    lead = lead_text(evidence.best, evidence.runner_up)
-    assert "damsons" in lead and lead.count("[1]") == 2
+    # The sixteenth round's weights put the filling third, close enough to be quoted too
+    # (a known cost, bench/retrieval/README.md): the lead still states it.
+    lead = lead_text(evidence.best, evidence.runner_up, evidence.third)
+    assert "damsons" in lead and lead.count("[1]") >= 2
 
 
 def test_three_near_equal_rows_are_all_quoted_in_the_lead() -> None:

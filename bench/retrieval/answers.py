@@ -33,7 +33,7 @@ def evaluate_leads(settings: Settings, sets: Sequence[QuestionSet]) -> dict[str,
         evidence = select_evidence(
             qs.question, search_result_of(qs), documents_of(qs), settings=settings
         )
-        lead = lead_text(evidence.best, evidence.runner_up, evidence.third)
+        lead = lead_text(evidence.best, *evidence.runners)
         rows.append(
             {
                 "id": qs.id,

@@ -73,11 +73,7 @@ def internet_prompt(
         order=settings.evidence_order,
     )
     chat = [ChatMessage(m["role"], m["content"]) for m in messages]  # type: ignore[arg-type]
-    lead = (
-        lead_text(evidence.best, evidence.runner_up, evidence.third)
-        if lead_enabled(settings)
-        else ""
-    )
+    lead = lead_text(evidence.best, *evidence.runners) if lead_enabled(settings) else ""
     return chat, lead
 
 

@@ -57,7 +57,7 @@ def lead_text(best: Quote | None, *runners: Quote | None) -> str:
         ):
             break
         cited = _cited(runner)
-        if not cited or sum(map(len, parts)) + len(parts) + len(cited) > LEAD_MAX_CHARS:
+        if not cited or len(" ".join([*parts, cited])) > LEAD_MAX_CHARS:
             break
         parts.append(cited)
         texts.add(runner.text)

@@ -210,6 +210,7 @@ def features(question: str, top: Sequence[Scored]) -> list[list[float]]:
     for position, found in enumerate(top):
         factors, text = found.factors, found.sentence.text
         attribute = asked - _loose_tokens(found.title)
+        label = _loose_tokens(found.sentence.label)
         words = _WORD.findall(text)
         tokens = set(tokenize(text))
         new = news[position]
@@ -248,10 +249,10 @@ def features(question: str, top: Sequence[Scored]) -> list[list[float]]:
                         for word in words
                     )
                 ),
-                1.0 if found.sentence.label and _matches(found.sentence.label, attribute) else 0.0,
-                1.0 if _matches(found.heading, attribute) else 0.0,
+                1.0 if _any_loosely(label, attribute) else 0.0,
+                1.0 if _any_loosely(_loose_tokens(found.heading), attribute) else 0.0,
                 1.0 if found.row_answer else 0.0,
-                _precision(found.sentence.label, asked) if found.sentence.label else 0.0,
+                _precision(label, asked),
             ]
         )
     return rows
@@ -262,17 +263,17 @@ def _loose_tokens(text: str) -> set[str]:
     return set(tokenize(text.replace("_", " ")))
 
 
-def _precision(label: str, asked: set[str]) -> float:
-    """The share of ``label``'s tokens that loosely match a question term."""
-    tokens = _loose_tokens(label)
-    hits = sum(any(_loosely(word, term) for term in asked) for word in tokens)
+def _precision(tokens: set[str], asked: set[str]) -> float:
+    """The share of ``tokens`` (a row label's) that loosely match a question term; 0
+    without tokens."""
+    hits = sum(_any_loosely({word}, asked) for word in tokens)
     return hits / len(tokens) if tokens else 0.0
 
 
-def _matches(text: str, terms: set[str]) -> bool:
-    """Whether ``text`` holds one of ``terms``, or a word that one of them begins
+def _any_loosely(tokens: set[str], terms: set[str]) -> bool:
+    """Whether one of ``tokens`` is one of ``terms``, or a word that one of them begins
     ("players" for "play") or that begins one of them, four letters at least."""
-    return any(_loosely(word, term) for word in _loose_tokens(text) for term in terms)
+    return any(_loosely(word, term) for word in tokens for term in terms)
 
 
 def _loosely(word: str, term: str) -> bool:

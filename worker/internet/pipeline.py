@@ -86,10 +86,10 @@ class SourceInfo:
 @dataclass(frozen=True)
 class Evidence:
     """What the answer may use. ``passages`` are best first; ``best`` is the sentence that
-    best answers the question (None when no sentence matches it), ``runner_up`` the
-    sentence the lead may quote beside it (a close learned runner-up, else the best
-    sentence of another source; None when there is none), ``third`` a third close learned
-    candidate the lead quotes after them (None mostly). ``degraded`` means no
+    best answers the question (None when no sentence matches it), ``runners`` the
+    sentences the lead may quote after it, best first: close learned runners-up (one or
+    two), else the best sentence of another source (none when there is none). ``degraded``
+    means no
     page could be read and the passages are search snippets; ``notes`` say, in words,
     what went wrong along the way."""
 
@@ -98,8 +98,15 @@ class Evidence:
     notes: list[str] = field(default_factory=list)
     degraded: bool = False
     best: Quote | None = None
-    runner_up: Quote | None = None
-    third: Quote | None = None
+    runners: tuple[Quote, ...] = ()
+
+    @property
+    def runner_up(self) -> Quote | None:
+        return self.runners[0] if self.runners else None
+
+    @property
+    def third(self) -> Quote | None:
+        return self.runners[1] if len(self.runners) > 1 else None
 
 
 def passage_budget_chars(settings: Settings) -> int:
@@ -207,8 +214,7 @@ def select_evidence(
         _quotes_in(ranked, pool, picked.quotes),
         _quotes_in(ranked, pool, picked.runners),
     )
-    runner_up, third = (*close, None, None)[:2]
-    return Evidence(sources=sources, passages=passages, best=best, runner_up=runner_up, third=third)
+    return Evidence(sources=sources, passages=passages, best=best, runners=tuple(close))
 
 
 def lead_pool(

@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from worker.internet.agreement import asked_models, model_factor
 from worker.internet.rank import tokenize
 
 if TYPE_CHECKING:  # quote.py calls this module: no import cycle at run time
@@ -114,52 +115,54 @@ FEATURES = (
     "heading_match",
     "row_answer",
     "label_precision",
+    "title_model",
 )
 """The features, in the order :func:`features` gives them (it says what each is)."""
 
 
 # Fitted by ``bench/retrieval/fit.py --write --penalty 0.3`` (commit of this line; K 40;
-# the penalty the leave-one-file-out runs below used; all 630 dev questions of
-# ``questions/sets_*.json``, 21 files, candidates from
+# the penalty the leave-one-file-out runs below used; all 670 dev questions of
+# ``questions/sets_*.json``, 22 files, candidates from
 # :func:`worker.internet.pipeline.lead_pool`): per raw feature value, so that a
-# candidate's score is the plain sum. Leave-one-file-out (trained on 20 files, tested on
-# the 21st: ``fit.py --leads --penalty 0.3``; bench/retrieval/README.md has the tables):
-# the answer in the chosen sentence 427 of 630 times against the picker's 330; on the
-# eleven files written by people who had not read the code (sets_11 to sets_21, 440
-# questions), with the product's lead and passage order: recall@1 290, recall@3 404,
-# fact in lead 332 (the hand-set picker alone: 220, 357, 188).
+# candidate's score is the plain sum. Leave-one-file-out (trained on 21 files, tested on
+# the 22nd: ``fit.py --leads --penalty 0.3``; bench/retrieval/README.md has the tables):
+# the answer in the chosen sentence 452 of 670 times against the picker's 343; on the
+# twelve files written by people who had not read the code (sets_11 to sets_22, 480
+# questions), with the product's lead and passage order: recall@1 324, recall@3 437,
+# fact in lead 362 (the hand-set picker alone: 237, 389, 208).
 WEIGHTS: dict[str, float] = {
-    "coverage": 5.08731,
-    "related": 9.51554,
-    "answer": -1.02183,
-    "strength": 2.56764,
-    "closeness": 1.03336,
-    "phrase": 2.4967,
-    "subject_missing": -0.891633,
-    "log_time": 1.97526,
-    "log_model": 9.51819,
-    "log_likeness": 9.01232,
-    "passage": -0.0874153,
-    "title": 1.2478,
-    "passage_rank": -0.278605,
-    "sentence_index": 0.217426,
-    "first_sentence": -0.414122,
-    "log_words": 3.86965,
-    "table_row": 5.08979,
-    "referent": 0.265386,
-    "new_numbers": 0.912915,
-    "new_names": -0.0155623,
-    "question_share": -2.34713,
-    "new_share": 2.99568,
-    "top_passage": 0.212059,
-    "shared_new": -0.780649,
-    "label_share": 2.51528,
-    "row_log_words": -1.35229,
-    "not_current": -0.251328,
-    "label_match": 0.16331,
-    "heading_match": 2.72584,
-    "row_answer": 1.10202,
-    "label_precision": 2.76672,
+    "coverage": 4.8749,
+    "related": 9.35288,
+    "answer": -1.14584,
+    "strength": 2.6372,
+    "closeness": 0.971525,
+    "phrase": 2.55323,
+    "subject_missing": -0.831427,
+    "log_time": 1.94426,
+    "log_model": 2.90637,
+    "log_likeness": 8.97797,
+    "passage": 0.0864702,
+    "title": 1.19736,
+    "passage_rank": -0.192289,
+    "sentence_index": 0.125877,
+    "first_sentence": -0.564491,
+    "log_words": 3.78766,
+    "table_row": 4.68446,
+    "referent": 0.256459,
+    "new_numbers": 0.880421,
+    "new_names": 0.027926,
+    "question_share": -2.21506,
+    "new_share": 2.83739,
+    "top_passage": 0.214715,
+    "shared_new": -0.777529,
+    "label_share": 3.83707,
+    "row_log_words": -1.1021,
+    "not_current": -0.201938,
+    "label_match": 0.159704,
+    "heading_match": 2.5683,
+    "row_answer": 0.96382,
+    "label_precision": 2.65694,
+    "title_model": -4.71059,
 }
 
 
@@ -199,13 +202,16 @@ def features(question: str, top: Sequence[Scored]) -> list[list[float]]:
     label is not the asked attribute: "Date | 14 July 1487" for "In what year"); and the
     share of a row label's words that the question holds, loosely (a label that names
     another variant or case, "Barista One Duo" or "Flight time (full payload)", holds
-    words the question lacks)."""
+    words the question lacks); and whether the page's title names another model of what
+    is asked ("Vireo T3 Urban e-bike" for "Vireo T4 top speed": its rows are that
+    model's)."""
     if not top:
         return []
     asked = set(tokenize(question))
     question_words = {word.casefold() for word in _WORD.findall(question)}
     news = [_new_words(found.sentence.text, question_words) for found in top]
     folded = [{word.casefold() for word in new} for new in news]
+    models = asked_models(question)
     rows: list[list[float]] = []
     for position, found in enumerate(top):
         factors, text = found.factors, found.sentence.text
@@ -253,6 +259,7 @@ def features(question: str, top: Sequence[Scored]) -> list[list[float]]:
                 1.0 if _any_loosely(_loose_tokens(found.heading), attribute) else 0.0,
                 1.0 if found.row_answer else 0.0,
                 _precision(label, asked),
+                1.0 if model_factor(found.title, models) < 1.0 else 0.0,
             ]
         )
     return rows

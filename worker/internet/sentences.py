@@ -44,7 +44,8 @@ def _labelled_sentences(text: str) -> list[tuple[str, str]]:
     may be two words ("Completed 1796."); a sentence is three at least."""
     sentences: list[tuple[str, str]] = []
     for line in _table_rows(text):
-        for sentence in _SENTENCE_END.split(line):
+        row = line.lstrip().startswith("|")  # one sentence, with its label
+        for sentence in [line] if row else _SENTENCE_END.split(line):
             sentence, label = sentence.strip(), ""
             if sentence.startswith("|"):
                 label = next((cell for cell in _TABLE_CELL.split(sentence) if cell), "")

@@ -203,6 +203,27 @@ def test_a_row_label_that_names_another_variant_has_a_lower_precision() -> None:
     assert set(_feature(question, [prose], "label_precision").values()) == {0.0}
 
 
+def test_a_page_titled_for_another_model_is_marked() -> None:
+    question = "Vireo T4 e-bike top speed"
+    other = QuotedPassage(
+        1,
+        "| Assisted top speed | 25 km/h |\n| Range | up to 70 km |",
+        1.0,
+        title="Vireo T3 Urban e-bike",
+    )
+    asked = QuotedPassage(
+        1,
+        "| Assisted top speed | 32 km/h |\n| Range | up to 90 km |",
+        0.9,
+        title="Vireo T4 Speed e-bike",
+    )
+    marked = _feature(question, [other, asked], "title_model")
+    assert marked["Assisted top speed 25 km/h."] == 1.0
+    assert marked["Assisted top speed 32 km/h."] == 0.0
+    # A question without a model number marks nothing.
+    assert set(_feature("Vireo e-bike top speed", [other], "title_model").values()) == {0.0}
+
+
 def test_a_row_with_the_asked_kind_of_answer_is_marked_whatever_its_label() -> None:
     question = "In what year was the Battle of Corran Ford fought?"
     page = QuotedPassage(

@@ -31,6 +31,12 @@ def test_sentences_are_split_at_their_ends_and_table_rows_are_one() -> None:
     ]
 
 
+def test_a_table_row_whose_cell_holds_two_sentences_stays_one_with_its_label() -> None:
+    # Split at the cell's sentence end, "Default: 7433 |" would lose the row's label.
+    text = "| port | TCP port for client connections. Default: 7433 |"
+    assert split_sentences(text) == ["port TCP port for client connections. Default: 7433."]
+
+
 def test_table_rows_joined_into_a_passage_line_are_sentences_of_their_own() -> None:
     text = "Tarrow is an island republic. | Capital | Porsk | | Currency | Tarrow dellin |"
     assert split_sentences(text) == [

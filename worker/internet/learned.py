@@ -212,6 +212,7 @@ def features(question: str, top: Sequence[Scored]) -> list[list[float]]:
     news = [_new_words(found.sentence.text, question_words) for found in top]
     folded = [{word.casefold() for word in new} for new in news]
     models = asked_models(question)
+    other_model = {found.title: model_factor(found.title, models) < 1.0 for found in top}
     rows: list[list[float]] = []
     for position, found in enumerate(top):
         factors, text = found.factors, found.sentence.text
@@ -259,7 +260,7 @@ def features(question: str, top: Sequence[Scored]) -> list[list[float]]:
                 1.0 if _any_loosely(_loose_tokens(found.heading), attribute) else 0.0,
                 1.0 if found.row_answer else 0.0,
                 _precision(label, asked),
-                1.0 if model_factor(found.title, models) < 1.0 else 0.0,
+                1.0 if other_model[found.title] else 0.0,
             ]
         )
     return rows

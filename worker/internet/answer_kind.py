@@ -184,6 +184,38 @@ POSTCODE = re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}\b|\b\d{5}(?:-\d{4})?\
 """A postcode or zip code: "KV7 3RL", "SW1A 1AA", "02139"."""
 
 
+_VERSION_QUESTION = re.compile(
+    r"\b(which|what) (\w+ )?(version|release)\b"
+    r"|\b(version|release) (number )?(of|for|did|was|that|is|does)\b",
+    re.I,
+)
+VERSION = re.compile(r"\bv?\d+(?:\.\d+)+[a-z]?\b", re.I)
+"""A version number: "v3.8.0", "2.7", "18.12"."""
+
+
+def asks_for_version(question: str) -> bool:
+    """Whether ``question`` asks for a version or release ("Which release of tarnlib
+    fixed ...", "the minimum Node version for glimmerpack 5")."""
+    return bool(_VERSION_QUESTION.search(question))
+
+
+def versions_in(text: str) -> frozenset[str]:
+    """The version numbers ``text`` names, without a leading "v" ("3.8.0")."""
+    return frozenset(match.group().casefold().lstrip("v") for match in VERSION.finditer(text))
+
+
+def version_positions(sentence: str, named: frozenset[str], word_starts: list[int]) -> list[int]:
+    """Indexes (into the words starting at ``word_starts``) of the words that start a
+    version number in ``sentence`` other than the ``named`` ones (:func:`versions_in` of
+    the question: "3.8" in "Which release dropped Python 3.8?")."""
+    starts = {
+        match.start()
+        for match in VERSION.finditer(sentence)
+        if match.group().casefold().lstrip("v") not in named
+    }
+    return [index for index, start in enumerate(word_starts) if start in starts]
+
+
 def asks_for_postcode(question: str) -> bool:
     """A postcode: "What is the postcode of ..."."""
     return bool(_POSTCODE_QUESTION.search(question))
@@ -370,7 +402,7 @@ def material_positions(sentence: str, word_starts: list[int]) -> list[int]:
 
 def expected_answer(question: str, shape: QuestionShape | None = None) -> str | None:
     """The kind of answer ``question`` asks for: ``number`` (a time of day too), ``date``,
-    ``frequency`` ("every second Saturday"), ``postcode``,
+    ``frequency`` ("every second Saturday"), ``postcode``, ``version`` ("v3.8.0"),
     ``person``, ``place``, another ``name``, ``colour``, ``material`` (what a thing is
     made of), a lower-case kind of :data:`WORDS_OF_KIND` (``currency``, ``fruit``,
     ``animal``, ``breed``), or None."""
@@ -383,6 +415,8 @@ def expected_answer(question: str, shape: QuestionShape | None = None) -> str | 
         return "number"  # a time of day, in the "clock" unit (measure.unit_kinds)
     if shape.expects is not None:
         return shape.expects
+    if asks_for_version(question):
+        return "version"
     thing = named_thing(question)
     if asks_for_person(question) or thing in _PERSON_NOUNS:
         return "person"

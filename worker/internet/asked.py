@@ -27,6 +27,7 @@ from worker.internet.answer_kind import (
     place_share,
     places_of_kind,
     starts_a_name,
+    version_positions,
 )
 from worker.internet.measure import (
     COUNTED_WITHIN,
@@ -78,6 +79,8 @@ class Asked:
     attribute: frozenset[str] = frozenset()
     """Stems of the question's terms, the words pages use for its attribute and its role
     words: a table row answers only when its label holds one ("Founder", not "Colours")."""
+    versions: frozenset[str] = frozenset()
+    """The version numbers the question names (none of them answers it)."""
 
 
 def answer_positions(sentence: str, asked: Asked) -> list[int]:
@@ -92,6 +95,8 @@ def answer_positions(sentence: str, asked: Asked) -> list[int]:
     if expects in ("frequency", "postcode"):  # "every second Saturday", "KV7 3RL"
         pattern = FREQUENCY if expects == "frequency" else POSTCODE
         return match_positions(pattern, sentence, [match.start() for match in matches])
+    if expects == "version":
+        return version_positions(sentence, asked.versions, [match.start() for match in matches])
     positions: list[int] = []
     for index, word in enumerate(words):
         lower = word.casefold()
@@ -150,7 +155,7 @@ def answer_strength(sentence: str, asked: Asked, answers: list[int]) -> float:
         named = expects == "name" and bool(naming_positions(_WORD.findall(sentence)) & set(answers))
         paired = named or any(b - a == 1 for a, b in itertools.pairwise(answers))
         return 1.0 + FULL_ANSWER_BONUS if paired else 1.0
-    if expects in ("material", "frequency", "postcode"):
+    if expects in ("material", "frequency", "postcode", "version"):
         # "mostly smoked eel", "every second Saturday": the sentence says outright what
         # the thing is made of or how often, as a number in the asked unit says how much.
         return 1.0 + FULL_ANSWER_BONUS * MATCHING_UNIT_BONUS

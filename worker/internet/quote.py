@@ -29,7 +29,12 @@ from worker.internet.agreement import (
     time_factor,
     time_phrases,
 )
-from worker.internet.answer_kind import asked_place_kind, expected_answer, named_thing
+from worker.internet.answer_kind import (
+    asked_place_kind,
+    expected_answer,
+    named_thing,
+    versions_in,
+)
 from worker.internet.asked import Asked, answer_positions, answer_strength, bare
 from worker.internet.learned import close_runners, rank
 from worker.internet.measure import counted_thing, measure_kinds, unit_kinds
@@ -38,6 +43,9 @@ from worker.internet.sentences import Sentence, sentences_with_referents, trim_s
 
 _WORD = re.compile(r"[\w'\u2019-]+")
 _ASKS = re.compile(r"\?[\"'\u201d)]*\s*$")
+
+_VERSION_HEADING = re.compile(r"(version |release )?v?\d+(\.\d+)+[\w.-]*(\s.{0,40})?", re.I)
+"""A changelog's section heading: a version, maybe with its date ("v3.8.0 (2024-05-02)")."""
 
 MAX_QUOTE_CHARS = 320
 """Longest quote; a longer sentence is cut around the words that matched the question."""
@@ -236,11 +244,13 @@ def scored_sentences(question: str, passages: Sequence[QuotedPassage]) -> list[S
         roles=asked_roles(question) if expects == "person" else frozenset(),
         counted=stem(thing) if (thing := counted_thing(question)) else None,
         attribute=frozenset([*shape.terms, *shape.related, *map(stem, asked_roles(question))]),
+        versions=versions_in(question),
     )
     top = max((passage.score for passage in passages), default=0.0) or 1.0
     join = MAX_QUOTE_CHARS if expects == "person" else 0
+    versions = expects == "version"
     sentences = [
-        (n, i, s)
+        (n, i, _under_version(s, p.context) if versions else s)
         for n, p in enumerate(passages)
         for i, s in enumerate(sentences_with_referents(p.text, join))
     ]
@@ -285,6 +295,15 @@ def scored_sentences(question: str, passages: Sequence[QuotedPassage]) -> list[S
             )
         )
     return scored
+
+
+def _under_version(found: Sentence, heading: str) -> Sentence:
+    """``found`` opening with its changelog section's version ("v3.8.0: - Write-ahead
+    logging is now enabled by default ..."), when ``heading`` is one: the version a
+    question asks for is often only there."""
+    if not _VERSION_HEADING.fullmatch(heading.strip()):
+        return found
+    return dataclasses.replace(found, text=f"{heading.strip()}: {found.text}")
 
 
 def _subject_terms(shape: QuestionShape, passages: Sequence[QuotedPassage]) -> set[str]:

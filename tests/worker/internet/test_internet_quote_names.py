@@ -4,11 +4,19 @@ given by a naming cue answers "what is it called", and what a page asks is no an
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from picking import best, hand_set_best, lead
 
 from worker.internet.agreement import OTHER_MODEL_FACTOR, asked_models, model_factor
-from worker.internet.answer_kind import expected_answer, naming_positions, place_kinds_of
+from worker.internet.answer_kind import (
+    expected_answer,
+    naming_positions,
+    place_kinds_of,
+    version_positions,
+    versions_in,
+)
 from worker.internet.measure import counted_thing
 from worker.internet.quote import QuotedPassage, pick_quotes
 from worker.internet.rank import analyse_question, stem
@@ -255,3 +263,49 @@ def test_a_street_s_name_carries_a_street_word() -> None:
     assert "Cobble Row" in pick_quotes("Which street is the Pell Bakery on?", passages)[0].text
     # The question's own "street" still marks a street's name ("Quay Street").
     assert place_kinds_of(["a", "shop", "on", "Quay", "Street"], [3]) == {"street"}
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("Which release of tarnlib fixed the memory leak in the streaming parser?", "version"),
+        ("which version of TesslaDB turned write-ahead logging on by default", "version"),
+        ("what is the minimum Node version for glimmerpack 5", "version"),
+        ("Which Python version does libfennec 3 need?", "version"),
+        ("When was the first Harrow phone released?", "date"),  # a day, not a version
+        ("How long is the director's version of the film?", "number"),
+    ],
+)
+def test_a_version_question_asks_for_a_version(question: str, kind: str) -> None:
+    assert expected_answer(question) == kind
+
+
+def test_a_changelog_entry_answers_with_the_version_of_its_heading() -> None:
+    # The version is only in the section's heading ("## v3.8.2"); the entry under it,
+    # quoted with that version, answers; a version the question names ("3.8") does not.
+    entries = (
+        ("v3.8.2", "- Fixed a memory leak in the streaming parser when a member was skipped."),
+        ("v3.8.1", "- Fixed a crash when reading empty archives in the streaming reader."),
+        ("", "The parser rewrite planned for 4.0 should remove a whole class of leaks."),
+    )
+    passages = [
+        QuotedPassage(n, text, 1.0, context=heading, title="tarnlib changelog")
+        for n, (heading, text) in enumerate(entries)
+    ]
+    question = "Which release of tarnlib fixed the memory leak in the streaming parser?"
+    assert pick_quotes(question, passages)[0].text.startswith("v3.8.2: - Fixed a memory leak")
+    # A heading that is not a version is not quoted; nor is one for another kind of question.
+    assert all(
+        not quote.text.startswith("v3.8")
+        for quote in pick_quotes("What did tarnlib fix in the streaming parser?", passages)
+    )
+    plain = [QuotedPassage(0, entries[0][1], 1.0, context="Bug fixes", title="tarnlib")]
+    assert pick_quotes(question, plain)[0].text == entries[0][1]
+
+
+def test_a_version_the_question_names_is_no_answer() -> None:
+    sentence = "Release v3.9 dropped Python 3.8 and 3.7."
+    starts = [match.start() for match in re.finditer(r"[\w'\u2019-]+", sentence)]
+    named = versions_in("Which release of tarnlib dropped Python 3.8?")
+    assert named == {"3.8"}
+    assert version_positions(sentence, named, starts) == [1, 8]  # "v3" of "v3.9", "3" of "3.7"

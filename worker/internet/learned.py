@@ -59,6 +59,36 @@ _NOT_CURRENT = frozenset(
 )
 """Words of a plan, a former state or an estimate (feature ``not_current``)."""
 
+_VARIANT_WORDS = frozenset(
+    [
+        "pro",
+        "max",
+        "plus",
+        "ultra",
+        "lite",
+        "mini",
+        "nano",
+        "micro",
+        "xl",
+        "se",
+        "duo",
+        "deluxe",
+        "sport",
+        "turbo",
+        "junior",
+        "forte",
+        "elite",
+        "prime",
+        "neo",
+        "compact",
+        "extra",
+        "edition",
+    ]
+)
+"""Words that name a variant of a product ("Quillon X4 Pro", "Pravelix Forte", "Complete
+Edition"): a page titled for one that the question does not ask about is about a
+look-alike (feature ``title_variant``)."""
+
 TOP_K = 40
 """How many of the picker's best sentences (distinct texts) the learned choice weighs.
 Fourteenth round (550 dev questions): the answer is among the best 16 in 534, the best
@@ -117,53 +147,55 @@ FEATURES = (
     "row_answer",
     "label_precision",
     "title_model",
+    "title_variant",
 )
 """The features, in the order :func:`features` gives them (it says what each is)."""
 
 
 # Fitted by ``bench/retrieval/fit.py --write --penalty 0.3`` (commit of this line; K 40;
-# the penalty the leave-one-file-out runs below used; all 710 dev questions of
-# ``questions/sets_*.json``, 23 files, candidates from
+# the penalty the leave-one-file-out runs below used; all 750 dev questions of
+# ``questions/sets_*.json``, 24 files, candidates from
 # :func:`worker.internet.pipeline.lead_pool`): per raw feature value, so that a
-# candidate's score is the plain sum. Leave-one-file-out (trained on 22 files, tested on
-# the 23rd: ``fit.py --leads --penalty 0.3``; bench/retrieval/README.md has the tables):
-# the answer in the chosen sentence 479 of 710 times against the picker's 366; on the
-# thirteen files written by people who had not read the code (sets_11 to sets_23, 520
-# questions), with the product's lead and passage order: recall@1 350, recall@3 479,
-# fact in lead 402 (the hand-set picker alone: 262, 420, 235).
+# candidate's score is the plain sum. Leave-one-file-out (trained on 23 files, tested on
+# the 24th: ``fit.py --leads --penalty 0.3``; bench/retrieval/README.md has the tables):
+# the answer in the chosen sentence 502 of 750 times against the picker's 385; on the
+# fourteen files written by people who had not read the code (sets_11 to sets_24, 560
+# questions), with the product's lead and passage order: recall@1 377, recall@3 513,
+# fact in lead 433 (the hand-set picker alone: 282, 452, 259).
 WEIGHTS: dict[str, float] = {
-    "coverage": 5.04805,
-    "related": 9.24586,
-    "answer": -1.04584,
-    "strength": 2.72098,
-    "closeness": 0.795733,
-    "phrase": 2.57475,
-    "subject_missing": -0.94761,
-    "log_time": 1.88034,
-    "log_model": 2.91065,
-    "log_likeness": 9.16259,
-    "passage": -0.0622937,
-    "title": 1.23958,
-    "passage_rank": -0.215583,
-    "sentence_index": 0.0618454,
-    "first_sentence": -0.544555,
-    "log_words": 3.57641,
-    "table_row": 4.33689,
-    "referent": 0.295789,
-    "new_numbers": 0.856439,
-    "new_names": 0.129991,
-    "question_share": -2.39165,
-    "new_share": 2.82044,
-    "top_passage": 0.278498,
-    "shared_new": -0.766492,
-    "label_share": 3.17045,
-    "row_log_words": -0.985493,
-    "not_current": -0.271956,
-    "label_match": 0.222979,
-    "heading_match": 3.00348,
-    "row_answer": 1.05134,
-    "label_precision": 2.71299,
-    "title_model": -4.62705,
+    "coverage": 4.83792,
+    "related": 8.63187,
+    "answer": -1.09309,
+    "strength": 2.70641,
+    "closeness": 0.949578,
+    "phrase": 2.60484,
+    "subject_missing": -1.04524,
+    "log_time": 1.9082,
+    "log_model": 3.18052,
+    "log_likeness": 9.2915,
+    "passage": -0.23137,
+    "title": 1.22063,
+    "passage_rank": -0.321599,
+    "sentence_index": 0.119038,
+    "first_sentence": -0.475328,
+    "log_words": 3.44263,
+    "table_row": 4.39662,
+    "referent": 0.2767,
+    "new_numbers": 0.916827,
+    "new_names": 0.174731,
+    "question_share": -2.26281,
+    "new_share": 2.49049,
+    "top_passage": 0.28216,
+    "shared_new": -0.708777,
+    "label_share": 1.56352,
+    "row_log_words": -1.01284,
+    "not_current": -0.254343,
+    "label_match": 0.306513,
+    "heading_match": 3.40895,
+    "row_answer": 1.11139,
+    "label_precision": 2.79781,
+    "title_model": -4.52107,
+    "title_variant": -7.1345,
 }
 
 
@@ -205,7 +237,8 @@ def features(question: str, top: Sequence[Scored]) -> list[list[float]]:
     another variant or case, "Barista One Duo" or "Flight time (full payload)", holds
     words the question lacks); and whether the page's title names another model of what
     is asked ("Vireo T3 Urban e-bike" for "Vireo T4 top speed": its rows are that
-    model's)."""
+    model's), or a variant the question does not ask for ("Quillon X4 Pro" for the
+    Quillon X4)."""
     if not top:
         return []
     asked = set(tokenize(question))
@@ -214,6 +247,7 @@ def features(question: str, top: Sequence[Scored]) -> list[list[float]]:
     folded = [{word.casefold() for word in new} for new in news]
     models = asked_models(question)
     other_model = {found.title: model_factor(found.title, models) < 1.0 for found in top}
+    variant = {found.title: _names_variant(found.title, question_words) for found in top}
     rows: list[list[float]] = []
     for position, found in enumerate(top):
         factors, text = found.factors, found.sentence.text
@@ -262,9 +296,19 @@ def features(question: str, top: Sequence[Scored]) -> list[list[float]]:
                 1.0 if found.row_answer else 0.0,
                 _precision(label, asked),
                 1.0 if other_model[found.title] else 0.0,
+                1.0 if variant[found.title] else 0.0,
             ]
         )
     return rows
+
+
+def _names_variant(title: str, question_words: set[str]) -> bool:
+    """Whether ``title`` names a variant (:data:`_VARIANT_WORDS`: "Pro", "Max", "Lite",
+    "Edition" ...) that the question (its casefolded ``question_words``) does not."""
+    return any(
+        word[:1].isupper() and word.casefold() in _VARIANT_WORDS - question_words
+        for word in _WORD.findall(title)
+    )
 
 
 def _loose_tokens(text: str) -> set[str]:

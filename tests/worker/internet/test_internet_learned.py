@@ -224,6 +224,19 @@ def test_a_page_titled_for_another_model_is_marked() -> None:
     assert set(_feature("Vireo e-bike top speed", [other], "title_model").values()) == {0.0}
 
 
+def test_a_page_titled_for_a_variant_the_question_does_not_ask_for_is_marked() -> None:
+    question = "What is the battery capacity of the Quillon X4 drone?"
+    pages = [
+        QuotedPassage(1, "| Battery | 6,540 mAh |", 1.0, title="Quillon X4 Pro - specifications"),
+        QuotedPassage(2, "| Battery | 5,870 mAh |", 0.9, title="Quillon X4 - specifications"),
+    ]
+    marked = _feature(question, pages, "title_variant")
+    assert marked == {"Battery 6,540 mAh.": 1.0, "Battery 5,870 mAh.": 0.0}
+    # Asked for, the variant is no look-alike.
+    asked = _feature("What is the battery capacity of the Quillon X4 Pro?", pages, "title_variant")
+    assert set(asked.values()) == {0.0}
+
+
 def test_a_row_with_the_asked_kind_of_answer_is_marked_whatever_its_label() -> None:
     question = "In what year was the Battle of Corran Ford fought?"
     page = QuotedPassage(

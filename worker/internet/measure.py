@@ -109,7 +109,18 @@ _ATTRIBUTE_KINDS: tuple[tuple[frozenset[str], frozenset[str]], ...] = (
     (frozenset({"heavy", "weight", "weigh", "mass"}), frozenset({"mass"})),
     (
         frozenset(
-            ["hot", "cold", "warm", "temperature", "boil", "boiling", "melting", "freezing", "oven"]
+            [
+                "hot",
+                "cold",
+                "warm",
+                "temperature",
+                "temp",
+                "boil",
+                "boiling",
+                "melting",
+                "freezing",
+                "oven",
+            ]
         ),
         frozenset({"temperature"}),
     ),
@@ -197,7 +208,13 @@ def is_number_answer(words: list[str], index: int) -> bool:
     after = words[index + 1].casefold() if index + 1 < len(words) else ""
     if word == "one" and after in ("of", "day", "way", "time"):  # "One of my favourite ..."
         return False
+    if _DAY.match(word) and (after in MONTHS or before in MONTHS):  # "3 May 1973", "May 3"
+        return False
     return any(ch.isdigit() for ch in word) or word in NUMBER_WORDS
+
+
+_DAY = re.compile(r"^\d{1,2}(st|nd|rd|th)?$")
+"""A day of the month ("3", "21st"): with a month beside it, a date's, not a count."""
 
 
 def is_year(word: str) -> bool:

@@ -45,7 +45,7 @@ _ATTRIBUTE_WORDS: tuple[tuple[frozenset[str], tuple[str, ...]], ...] = (
     (frozenset({"far", "distance"}), ("distance", "far", "away")),
     (frozenset({"deep", "depth"}), ("depth", "deep", "deepest", "below")),
     (frozenset({"big", "large", "size", "area"}), ("area", "size", "large", "square")),
-    (frozenset({"hot", "cold", "warm", "temperature"}), ("temperature", "degrees")),
+    (frozenset({"hot", "cold", "warm", "temperature", "temp"}), ("temperature", "degrees")),
     (frozenset({"old", "age"}), ("age", "old", "born")),
     (frozenset({"fast", "speed"}), ("speed", "fast", "fastest", "mph")),
     (frozenset({"heavy", "weight", "weigh"}), ("weight", "mass", "heavy")),
@@ -111,7 +111,7 @@ _EXPECTS_NUMBER = re.compile(
     r"^\s*(how (many|much|tall|high|far|long|deep|big|large|old|hot|cold|warm|fast|heavy|wide"
     r"|often)|at what (temperature|age|speed|height|depth)|(at |by |until )?what time"
     r"|what(\s+is|\s+was|\s+are|'s)? (the )?([a-z-]+ ){0,2}?(population|height"
-    r"|length|distance|depth|area|size|temperature|speed|weight|mass|number|price|cost|age"
+    r"|length|distance|depth|area|size|temperature|temp|speed|weight|mass|number|price|cost|age"
     r"|melting point|boiling point|freezing point|half-life|atomic number|diameter|radius"
     r"|elevation|capacity|lifespan|duration|volume|wingspan|width|range|share|percentage"
     r"|proportion|fraction|abv|alcohol content))\b",

@@ -8,7 +8,7 @@ import pytest
 from picking import best, hand_set_best, lead
 
 from worker.internet.answer_kind import expected_answer
-from worker.internet.measure import counted_thing, unit_kinds
+from worker.internet.measure import counted_thing, is_number_answer, unit_kinds
 from worker.internet.quote import QuotedPassage
 from worker.internet.rank import analyse_question, stem
 from worker.internet.sentences import Sentence, sentences_with_referents
@@ -24,6 +24,7 @@ from worker.internet.sentences import Sentence, sentences_with_referents
         ("When does the library close on Fridays?", "number", {"clock"}),
         ("When did the library close?", "date", set()),  # once, in a year
         ("What breed of dog is Biscuit in the film?", "breed", set()),
+        ("What water temp does Ovenbird recommend for brewing?", "number", {"temperature"}),
     ],
 )
 def test_the_kind_of_answer_of_shares_prices_opening_hours_and_breeds(
@@ -209,3 +210,17 @@ def test_a_sentence_about_another_model_loses() -> None:
     )
     question = "How much does the Corvo T4 kettle cost?"
     assert "55 euros" in best(question, text, titles=("Corvo T4 kettle review",))
+
+
+def test_a_day_of_the_month_is_no_count() -> None:
+    # "How many countries signed": "3" of "3 May 1973" counts nothing; "seven" does.
+    sentence = "It was signed on 3 May 1973 by seven nations, and on May 21st by 12 more."
+    words = [word.strip(".,") for word in sentence.split(" ")]
+    counts = [word for index, word in enumerate(words) if is_number_answer(words, index)]
+    assert counts == ["seven", "12"]
+    assert "seven nations" in best(
+        "How many countries signed the Treaty of Vellstrand?",
+        "Signed 3 May 1973.",
+        "It was signed in Vellstrand on 3 May 1973 by seven nations bordering the sea.",
+        titles=("Treaty of Vellstrand", "Treaty of Vellstrand"),
+    )

@@ -185,8 +185,8 @@ POSTCODE = re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}\b|\b\d{5}(?:-\d{4})?\
 
 
 _VERSION_QUESTION = re.compile(
-    r"\b(which|what) (\w+ )?(version|release)\b"
-    r"|\b(version|release) (number )?(of|for|did|was|that|is|does)\b",
+    r"\b(which|what) (\w+ )?(version|release|firmware)\b"
+    r"|\b(version|release|firmware) (number )?(of|for|did|was|that|is|does)\b",
     re.I,
 )
 VERSION = re.compile(r"\bv?\d+(?:\.\d+)+[a-z]?\b", re.I)
@@ -194,8 +194,8 @@ VERSION = re.compile(r"\bv?\d+(?:\.\d+)+[a-z]?\b", re.I)
 
 
 def asks_for_version(question: str) -> bool:
-    """Whether ``question`` asks for a version or release ("Which release of tarnlib
-    fixed ...", "the minimum Node version for glimmerpack 5")."""
+    """Whether ``question`` asks for a version, release or firmware ("Which release of
+    tarnlib fixed ...", "the minimum Node version for glimmerpack 5")."""
     return bool(_VERSION_QUESTION.search(question))
 
 

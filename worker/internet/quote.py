@@ -44,8 +44,11 @@ from worker.internet.sentences import Sentence, sentences_with_referents, trim_s
 _WORD = re.compile(r"[\w'\u2019-]+")
 _ASKS = re.compile(r"\?[\"'\u201d)]*\s*$")
 
-_VERSION_HEADING = re.compile(r"(version |release )?v?\d+(\.\d+)+[\w.-]*(\s.{0,40})?", re.I)
-"""A changelog's section heading: a version, maybe with its date ("v3.8.0 (2024-05-02)")."""
+_VERSION_HEADING = re.compile(
+    r"((version|release|firmware|build) )?v?\d+(\.\d+)+[\w.-]*(\s.{0,40})?", re.I
+)
+"""A changelog's section heading: a version, maybe with its date ("v3.8.0 (2024-05-02)",
+"Firmware 4.2.17")."""
 
 MAX_QUOTE_CHARS = 320
 """Longest quote; a longer sentence is cut around the words that matched the question."""

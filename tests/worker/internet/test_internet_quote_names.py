@@ -272,6 +272,7 @@ def test_a_street_s_name_carries_a_street_word() -> None:
         ("which version of TesslaDB turned write-ahead logging on by default", "version"),
         ("what is the minimum Node version for glimmerpack 5", "version"),
         ("Which Python version does libfennec 3 need?", "version"),
+        ("which firmware fixed the WPA3 disconnect bug on the Kestrel AX58", "version"),
         ("When was the first Harrow phone released?", "date"),  # a day, not a version
         ("How long is the director's version of the film?", "number"),
     ],
@@ -299,6 +300,13 @@ def test_a_changelog_entry_answers_with_the_version_of_its_heading() -> None:
         not quote.text.startswith("v3.8")
         for quote in pick_quotes("What did tarnlib fix in the streaming parser?", passages)
     )
+    # A heading may name the kind of release ("Firmware 4.2.17").
+    firmware = [
+        QuotedPassage(0, "- Fixed WPA3 clients disconnecting.", 1.0, context="Firmware 4.2.17"),
+        QuotedPassage(1, "- Added WPA3 Personal support.", 1.0, context="Firmware 4.2.11"),
+    ]
+    fixed = pick_quotes("Which firmware fixed the WPA3 disconnects on the AX58?", firmware)
+    assert fixed[0].text == "Firmware 4.2.17: - Fixed WPA3 clients disconnecting."
     plain = [QuotedPassage(0, entries[0][1], 1.0, context="Bug fixes", title="tarnlib")]
     assert pick_quotes(question, plain)[0].text == entries[0][1]
 

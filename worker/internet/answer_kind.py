@@ -201,7 +201,11 @@ def asks_for_version(question: str) -> bool:
 
 def versions_in(text: str) -> frozenset[str]:
     """The version numbers ``text`` names, without a leading "v" ("3.8.0")."""
-    return frozenset(match.group().casefold().lstrip("v") for match in VERSION.finditer(text))
+    return frozenset(_bare_version(match) for match in VERSION.finditer(text))
+
+
+def _bare_version(match: re.Match[str]) -> str:
+    return match.group().casefold().lstrip("v")
 
 
 def version_positions(sentence: str, named: frozenset[str], word_starts: list[int]) -> list[int]:
@@ -209,9 +213,7 @@ def version_positions(sentence: str, named: frozenset[str], word_starts: list[in
     version number in ``sentence`` other than the ``named`` ones (:func:`versions_in` of
     the question: "3.8" in "Which release dropped Python 3.8?")."""
     starts = {
-        match.start()
-        for match in VERSION.finditer(sentence)
-        if match.group().casefold().lstrip("v") not in named
+        match.start() for match in VERSION.finditer(sentence) if _bare_version(match) not in named
     }
     return [index for index, start in enumerate(word_starts) if start in starts]
 

@@ -305,10 +305,8 @@ def features(question: str, top: Sequence[Scored]) -> list[list[float]]:
 def _names_variant(title: str, question_words: set[str]) -> bool:
     """Whether ``title`` names a variant (:data:`_VARIANT_WORDS`: "Pro", "Max", "Lite",
     "Edition" ...) that the question (its casefolded ``question_words``) does not."""
-    return any(
-        word[:1].isupper() and word.casefold() in _VARIANT_WORDS - question_words
-        for word in _WORD.findall(title)
-    )
+    unasked = _VARIANT_WORDS - question_words
+    return any(word[:1].isupper() and word.casefold() in unasked for word in _WORD.findall(title))
 
 
 def _loose_tokens(text: str) -> set[str]:

@@ -304,9 +304,10 @@ def _under_version(found: Sentence, heading: str) -> Sentence:
     """``found`` opening with its changelog section's version ("v3.8.0: - Write-ahead
     logging is now enabled by default ..."), when ``heading`` is one: the version a
     question asks for is often only there."""
-    if not _VERSION_HEADING.fullmatch(heading.strip()):
+    version = heading.strip()
+    if not _VERSION_HEADING.fullmatch(version):
         return found
-    return dataclasses.replace(found, text=f"{heading.strip()}: {found.text}")
+    return dataclasses.replace(found, text=f"{version}: {found.text}")
 
 
 def _subject_terms(shape: QuestionShape, passages: Sequence[QuotedPassage]) -> set[str]:

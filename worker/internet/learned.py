@@ -59,6 +59,9 @@ _NOT_CURRENT = frozenset(
 )
 """Words of a plan, a former state or an estimate (feature ``not_current``)."""
 
+_GLUE = frozenset(["the", "a", "an", "of", "and", "in", "on", "for", "to", "at", "by", "with"])
+"""Short words a title in title case capitalises without naming anything."""
+
 _VARIANT_WORDS = frozenset(
     [
         "pro",
@@ -148,54 +151,58 @@ FEATURES = (
     "label_precision",
     "title_model",
     "title_variant",
+    "title_missing",
+    "title_new_names",
 )
 """The features, in the order :func:`features` gives them (it says what each is)."""
 
 
 # Fitted by ``bench/retrieval/fit.py --write --penalty 0.3`` (commit of this line; K 40;
-# the penalty the leave-one-file-out runs below used; all 830 dev questions of
-# ``questions/sets_*.json``, 26 files, candidates from
+# the penalty the leave-one-file-out runs below used; all 870 dev questions of
+# ``questions/sets_*.json``, 27 files, candidates from
 # :func:`worker.internet.pipeline.lead_pool`): per raw feature value, so that a
-# candidate's score is the plain sum. Leave-one-file-out (trained on 25 files, tested on
-# the 26th: ``fit.py --leads --penalty 0.3``; bench/retrieval/README.md has the tables):
-# the answer in the chosen sentence 549 of 830 times against the picker's 421; on the
-# sixteen files written by people who had not read the code (sets_11 to sets_26, 640
-# questions), with the product's lead and passage order: recall@1 427, recall@3 595,
-# fact in lead 499 (the hand-set picker alone: 321, 521, 307).
+# candidate's score is the plain sum. Leave-one-file-out (trained on 26 files, tested on
+# the 27th: ``fit.py --leads --penalty 0.3``; bench/retrieval/README.md has the tables):
+# the answer in the chosen sentence 587 of 870 times against the picker's 442; on the
+# seventeen files written by people who had not read the code (sets_11 to sets_27, 680
+# questions), with the product's lead and passage order: recall@1 468, recall@3 631,
+# fact in lead 541 (the hand-set picker alone: 343, 552, 332).
 WEIGHTS: dict[str, float] = {
-    "coverage": 4.51065,
-    "related": 7.68173,
-    "answer": -1.33301,
-    "strength": 2.74017,
-    "closeness": 1.23453,
-    "phrase": 2.77499,
-    "subject_missing": -1.1645,
-    "log_time": 1.97168,
-    "log_model": 3.13865,
-    "log_likeness": 9.5695,
-    "passage": 0.0703568,
-    "title": 1.51323,
-    "passage_rank": -0.220662,
-    "sentence_index": 0.0879069,
-    "first_sentence": -0.516099,
-    "log_words": 3.21201,
-    "table_row": 4.24134,
-    "referent": 0.361593,
-    "new_numbers": 0.94592,
-    "new_names": 0.136278,
-    "question_share": -1.88026,
-    "new_share": 2.3987,
-    "top_passage": 0.206689,
-    "shared_new": -0.736998,
-    "label_share": 1.84021,
-    "row_log_words": -1.00977,
-    "not_current": -0.301896,
-    "label_match": 0.338349,
-    "heading_match": 3.47986,
-    "row_answer": 0.831385,
-    "label_precision": 2.65415,
-    "title_model": -4.13266,
-    "title_variant": -6.71929,
+    "coverage": 4.45278,
+    "related": 7.59569,
+    "answer": -1.387,
+    "strength": 2.82184,
+    "closeness": 1.13437,
+    "phrase": 2.70325,
+    "subject_missing": -0.919812,
+    "log_time": 2.10643,
+    "log_model": 3.32287,
+    "log_likeness": 10.1488,
+    "passage": 0.125981,
+    "title": 0.759997,
+    "passage_rank": -0.217171,
+    "sentence_index": 0.0262235,
+    "first_sentence": -0.613558,
+    "log_words": 3.11137,
+    "table_row": 4.24064,
+    "referent": 0.391855,
+    "new_numbers": 0.981706,
+    "new_names": 0.181764,
+    "question_share": -1.66736,
+    "new_share": 2.22005,
+    "top_passage": 0.212014,
+    "shared_new": -0.737852,
+    "label_share": 1.35842,
+    "row_log_words": -1.00893,
+    "not_current": -0.336022,
+    "label_match": 0.444592,
+    "heading_match": 3.63236,
+    "row_answer": 0.915589,
+    "label_precision": 2.67747,
+    "title_model": -3.86116,
+    "title_variant": -6.29741,
+    "title_missing": -0.725347,
+    "title_new_names": -0.555228,
 }
 
 
@@ -238,7 +245,10 @@ def features(question: str, top: Sequence[Scored]) -> list[list[float]]:
     words the question lacks); and whether the page's title names another model of what
     is asked ("Vireo T3 Urban e-bike" for "Vireo T4 top speed": its rows are that
     model's), or a variant the question does not ask for ("Quillon X4 Pro" for the
-    Quillon X4)."""
+    Quillon X4); and, of the question's words that the candidates' titles write as names,
+    the share that the page's title lacks, and how many names the title adds (after its
+    first word): a namesake's page ("Corvell Litter Act 2011" for the Corvell Noise Act,
+    "Orrin Valley Tramway" for the railway) lacks one and adds its own."""
     if not top:
         return []
     asked = set(tokenize(question))
@@ -248,6 +258,27 @@ def features(question: str, top: Sequence[Scored]) -> list[list[float]]:
     models = asked_models(question)
     other_model = {found.title: model_factor(found.title, models) < 1.0 for found in top}
     variant = {found.title: _names_variant(found.title, question_words) for found in top}
+    titles = {found.title: _WORD.findall(found.title) for found in top}
+    named = {
+        word.casefold()
+        for words in titles.values()
+        for word in words
+        if _is_name(word) and word.casefold() in question_words
+    }
+    missing = {
+        title: len(named - {word.casefold() for word in words}) / len(named) if named else 0.0
+        for title, words in titles.items()
+    }
+    new_names = {
+        title: math.log1p(
+            sum(
+                _is_name(word) and word.casefold() not in question_words
+                for word in words[1:]
+                if word.casefold() not in _GLUE
+            )
+        )
+        for title, words in titles.items()
+    }
     rows: list[list[float]] = []
     for position, found in enumerate(top):
         factors, text = found.factors, found.sentence.text
@@ -297,9 +328,19 @@ def features(question: str, top: Sequence[Scored]) -> list[list[float]]:
                 _precision(label, asked),
                 1.0 if other_model[found.title] else 0.0,
                 1.0 if variant[found.title] else 0.0,
+                missing[found.title],
+                new_names[found.title],
             ]
         )
     return rows
+
+
+def _is_name(word: str) -> bool:
+    """Whether ``word`` is written as a name: capitalised, or a code of letters and digits
+    ("K4", "718X")."""
+    return word[:1].isupper() or (
+        any(ch.isdigit() for ch in word) and any(ch.isalpha() for ch in word)
+    )
 
 
 def _names_variant(title: str, question_words: set[str]) -> bool:
@@ -374,6 +415,25 @@ def rank(
     values = learned_scores(features(question, top), WEIGHTS if weights is None else weights)
     order = sorted(range(len(top)), key=lambda n: (-values[n], n))
     return [(top[n], values[n]) for n in order]
+
+
+def by_passage(
+    ranked: Sequence[tuple[Scored, float]], weights: Mapping[str, float] | None = None
+) -> list[tuple[Scored, float]]:
+    """Each passage's best candidate of :func:`rank`'s ``ranked``, the passages in the
+    order of the odds the model gives all their candidates together (the sum of e^score),
+    so that a page with several likely sentences comes before a page with one a little
+    likelier; the best candidate's passage first among equals. Without weights (the
+    hand-set picker alone, whose scores are no odds), in the order of their best."""
+    best: dict[int, tuple[Scored, float]] = {}
+    mass: dict[int, float] = {}
+    for found, value in ranked:
+        best.setdefault(found.number, (found, value))
+        mass[found.number] = mass.get(found.number, 0.0) + math.exp(value - ranked[0][1])
+    order = list(best)  # the order of their best
+    if WEIGHTS if weights is None else weights:
+        order.sort(key=lambda number: -mass[number])
+    return [best[number] for number in order]
 
 
 def close_runners(

@@ -36,7 +36,7 @@ from worker.internet.answer_kind import (
     versions_in,
 )
 from worker.internet.asked import Asked, answer_positions, answer_strength, bare
-from worker.internet.learned import close_runners, rank
+from worker.internet.learned import by_passage, close_runners, rank
 from worker.internet.measure import counted_thing, measure_kinds, unit_kinds
 from worker.internet.rank import QuestionShape, analyse_question, stem, tokenize
 from worker.internet.sentences import Sentence, sentences_with_referents, trim_sentence
@@ -140,8 +140,11 @@ def choose_quotes(question: str, passages: Sequence[QuotedPassage]) -> Picked:
         return Picked([])
     top_score = max(quote.score for quote in best_of.values())
     ranked = rank(question, scored)
+    chosen = by_passage(ranked)
+    if chosen:  # the first passage's best candidate leads; the others may be its runners
+        ranked = [chosen[0], *(item for item in ranked if item[0] is not chosen[0][0])]
     quote_of: dict[int, Quote] = {}  # in insertion order: the learned order first
-    for found, _ in ranked:
+    for found, _ in chosen:
         quote_of.setdefault(found.number, found.quote)
     for number, quote in sorted(best_of.items(), key=lambda item: -item[1].score):
         quote_of.setdefault(number, quote)

@@ -3,9 +3,11 @@ that ``pick_quotes`` opens with it rather than with the hand-set score's best.""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from worker.internet import learned
+from worker.internet import learned, quote
 from worker.internet.learned import FEATURES, TOP_K, candidates, choose, features
 from worker.internet.quote import QuotedPassage, combine, pick_quotes, scored_sentences
 
@@ -300,3 +302,66 @@ def test_the_answer_opens_with_the_table_row_under_the_asked_heading() -> None:
     quotes = pick_quotes(question, passages)
     assert quotes[0].text == "Sunday 9 am to 4:30 pm."
     assert quotes[0].source_index == 3
+
+
+NOISE_ACT = "what is the maximum fine under the Corvell Noise Act"
+ACTS = [
+    QuotedPassage(1, "| Maximum fine | £1,000 |", 1.0, title="Corvell Litter Act 2011"),
+    QuotedPassage(2, "| Maximum fine | £2,500 |", 0.9, title="Corvell Noise Act 2006"),
+    QuotedPassage(
+        3, "Fines under the act rose to £2,000 last year.", 0.8, title="Fines rise again"
+    ),
+]
+
+
+def test_a_page_titled_for_a_namesake_misses_the_asked_name_and_adds_its_own() -> None:
+    # The question's words that the titles write as names: Corvell, Noise, Act. The
+    # namesake's title lacks "Noise" and adds "Litter"; a year is no name, and a
+    # headline's capital opens it.
+    missing = _feature(NOISE_ACT, ACTS, "title_missing")
+    assert missing["Maximum fine £1,000."] == pytest.approx(1 / 3)
+    assert missing["Maximum fine £2,500."] == 0.0
+    assert missing["Fines under the act rose to £2,000 last year."] == 1.0
+    added = _feature(NOISE_ACT, ACTS, "title_new_names")
+    assert added["Maximum fine £1,000."] == pytest.approx(math.log(2))
+    assert added["Maximum fine £2,500."] == 0.0
+    assert added["Fines under the act rose to £2,000 last year."] == 0.0
+    # A code of letters and digits is a name too; "of" and "the" are not.
+    assert learned._is_name("K4") and learned._is_name("Litter")
+    assert not learned._is_name("2011") and not learned._is_name("fine")
+
+
+def test_passages_come_in_the_order_of_their_candidates_odds_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    found = candidates(scored_sentences(PAINTING, PAGES))
+    first_page = [f for f in found if f.number == 0]  # positions in the passages
+    second_page = [f for f in found if f.number == 1]
+    assert len(first_page) == 2 and len(second_page) == 1
+    # Two sentences nearly as likely outweigh one a little likelier ...
+    close = [(second_page[0], 10.0), (first_page[0], 9.8), (first_page[1], 9.7)]
+    assert [item[0].number for item in learned.by_passage(close)] == [0, 1]
+    assert learned.by_passage(close)[0] == close[1]  # each passage by its best
+    # ... two far less likely do not.
+    far = [(second_page[0], 10.0), (first_page[0], 8.0), (first_page[1], 7.0)]
+    assert [item[0].number for item in learned.by_passage(far)] == [1, 0]
+    # Without weights (the hand-set picker's scores), the order of each passage's best.
+    assert [item[0].number for item in learned.by_passage(close, weights={})] == [1, 0]
+    monkeypatch.setattr(learned, "WEIGHTS", {})
+    assert [item[0].number for item in learned.by_passage(close)] == [1, 0]
+    assert learned.by_passage([]) == []
+
+
+def test_the_lead_opens_with_the_likeliest_passage_and_quotes_the_best_beside_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    found = candidates(scored_sentences(PAINTING, PAGES))
+    first_page = [f for f in found if f.number == 0]  # positions in the passages
+    second_page = [f for f in found if f.number == 1]
+    ranked = [(second_page[0], 10.0), (first_page[0], 9.8), (first_page[1], 9.7)]
+    monkeypatch.setattr(quote, "rank", lambda question, scored: ranked)
+    picked = quote.choose_quotes(PAINTING, PAGES)
+    assert [q.source_index for q in picked.quotes] == [1, 2]
+    assert picked.quotes[0].text == first_page[0].quote.text
+    # The single best sentence, of the other page, stands beside the lead.
+    assert picked.runners[0].text == second_page[0].quote.text

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from worker.internet.answer_kind import spans
+from worker.internet.rank import STOPWORDS
 
 
 def _words(text: str) -> frozenset[str]:
@@ -179,12 +180,24 @@ def _attached_role(words: list[str], start: int, end: int) -> str | None:
 OTHER_MODEL_FACTOR = 0.5
 """Score multiplier for a sentence about another model of the asked name: "Ventra K2"
 where the question asks about the "Ventra K3", "Apollo 13" for "Apollo 11"."""
-_MODEL = re.compile(r"\b([A-Z][\w-]*) ([A-Za-z]{0,3}\d[\w-]*)\b")
+_NUMBER = r"[A-Za-z]{0,3}\d(?:[\w-]|\.\d)*"
+"""A model number: "K3", "RX-7", "760", "4.2" (a release, with its point)."""
+_MODEL = re.compile(rf"\b([A-Z][\w-]*) ({_NUMBER})\b")
+
+
+_ASKED_MODEL = re.compile(rf"\b([A-Za-z][\w-]*) ({_NUMBER})\b")
+"""A name and a model number in a question, in any case: a question typed as a search
+query writes names in lower case ("nimbussync 7", "kovar rx 760")."""
 
 
 def asked_models(question: str) -> dict[str, str]:
-    """The names with a model number in ``question`` ("Ventra K3": ``ventra`` -> ``k3``)."""
-    return {name.casefold(): number.casefold() for name, number in _MODEL.findall(question)}
+    """The names with a model number in ``question`` ("Ventra K3", or "ventra k3" in a
+    lower-case query: ``ventra`` -> ``k3``); a stopword is no name ("at 180")."""
+    return {
+        name.casefold(): number.casefold()
+        for name, number in _ASKED_MODEL.findall(question)
+        if name.casefold() not in STOPWORDS
+    }
 
 
 def model_factor(sentence: str, models: dict[str, str]) -> float:

@@ -32,7 +32,7 @@ _IRREGULAR_PLURALS = {
 _QUERY_FILLERS = frozenset(
     {"tell", "know", "please", "explain", "many", "much", "would", "could", "also", "get"}
 )
-_STOPWORDS = frozenset(STOPWORDS_EN_PLUS) | {"us", "also", "may", "might", "must", "shall"}
+STOPWORDS = frozenset(STOPWORDS_EN_PLUS) | {"us", "also", "may", "might", "must", "shall"}
 
 # An attribute a question asks about, and words pages use for it ("how tall" is answered
 # by "an elevation of ..."). Matched on stems, weighted by RELATED_WEIGHT.
@@ -218,7 +218,7 @@ def tokenize(text: str, *, drop_stopwords: bool = True) -> list[str]:
     """Lower-cased, stemmed word tokens of ``text``, stopwords dropped."""
     tokens = []
     for word in _TOKEN.findall(text.casefold()):
-        if drop_stopwords and word in _STOPWORDS:
+        if drop_stopwords and word in STOPWORDS:
             continue
         tokens.append(stem(word))
     return tokens

@@ -171,6 +171,21 @@ def test_a_model_number_alone_names_another_model_of_the_series() -> None:
     assert model_factor("It manages 12 km on a 4K setting.", models) == 1.0
 
 
+def test_a_lower_case_query_asks_for_a_model_and_a_release_keeps_its_point() -> None:
+    assert asked_models("how much vram does the kovar rx 760 have") == {"rx": "760"}
+    assert asked_models("when did nimbussync 7 come out") == {"nimbussync": "7"}
+    assert asked_models("bake it at 180 for 2 hours") == {}  # a stopword names nothing
+    models = asked_models("what python version do i need for ventrix cli 4.2")
+    assert models == {"cli": "4.2"}
+    assert model_factor("Ventrix CLI 4.1 released", models) == OTHER_MODEL_FACTOR
+    assert model_factor("Ventrix CLI 4.2 released", models) == 1.0
+    seven = asked_models("when did nimbussync 7 come out")
+    assert model_factor("NimbusSync 7.1 was released in February.", seven) == OTHER_MODEL_FACTOR
+    assert model_factor("NimbusSync 7 was released in September.", seven) == 1.0
+    # A sentence's full stop is no point of a release.
+    assert model_factor("That is the Ventra K3.", asked_models("Ventra K3 weight")) == 1.0
+
+
 def test_how_many_counts_the_word_after_many() -> None:
     assert counted_thing("How many lifts serve the Orlen Tower?") == "lifts"
 

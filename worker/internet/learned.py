@@ -257,8 +257,8 @@ def features(question: str, top: Sequence[Scored]) -> list[list[float]]:
     folded = [{word.casefold() for word in new} for new in news]
     models = asked_models(question)
     other_model = {found.title: model_factor(found.title, models) < 1.0 for found in top}
-    variant = {found.title: _names_variant(found.title, question_words) for found in top}
     titles = {found.title: _WORD.findall(found.title) for found in top}
+    variant = {title: _names_variant(words, question_words) for title, words in titles.items()}
     named = {
         word.casefold()
         for words in titles.values()
@@ -343,11 +343,12 @@ def _is_name(word: str) -> bool:
     )
 
 
-def _names_variant(title: str, question_words: set[str]) -> bool:
-    """Whether ``title`` names a variant (:data:`_VARIANT_WORDS`: "Pro", "Max", "Lite",
-    "Edition" ...) that the question (its casefolded ``question_words``) does not."""
+def _names_variant(title_words: list[str], question_words: set[str]) -> bool:
+    """Whether a title (its ``title_words``) names a variant (:data:`_VARIANT_WORDS`:
+    "Pro", "Max", "Lite", "Edition" ...) that the question (its casefolded
+    ``question_words``) does not."""
     unasked = _VARIANT_WORDS - question_words
-    return any(word[:1].isupper() and word.casefold() in unasked for word in _WORD.findall(title))
+    return any(word[:1].isupper() and word.casefold() in unasked for word in title_words)
 
 
 def _loose_tokens(text: str) -> set[str]:
@@ -426,14 +427,14 @@ def by_passage(
     likelier; the best candidate's passage first among equals. Without weights (the
     hand-set picker alone, whose scores are no odds), in the order of their best."""
     best: dict[int, tuple[Scored, float]] = {}
-    mass: dict[int, float] = {}
     for found, value in ranked:
         best.setdefault(found.number, (found, value))
+    if not (WEIGHTS if weights is None else weights):
+        return list(best.values())  # the order of their best
+    mass: dict[int, float] = {}
+    for found, value in ranked:
         mass[found.number] = mass.get(found.number, 0.0) + math.exp(value - ranked[0][1])
-    order = list(best)  # the order of their best
-    if WEIGHTS if weights is None else weights:
-        order.sort(key=lambda number: -mass[number])
-    return [best[number] for number in order]
+    return sorted(best.values(), key=lambda item: -mass[item[0].number])
 
 
 def close_runners(

@@ -9,7 +9,13 @@ import pytest
 
 from worker.internet import learned, quote
 from worker.internet.learned import FEATURES, TOP_K, candidates, choose, features
-from worker.internet.quote import QuotedPassage, combine, pick_quotes, scored_sentences
+from worker.internet.quote import (
+    QuotedPassage,
+    Scored,
+    combine,
+    pick_quotes,
+    scored_sentences,
+)
 
 PAINTING = "Who painted The Grey Harbour?"
 PAGES = [
@@ -331,12 +337,16 @@ def test_a_page_titled_for_a_namesake_misses_the_asked_name_and_adds_its_own() -
     assert not learned._is_name("2011") and not learned._is_name("fine")
 
 
+def _painting_candidates() -> tuple[list[Scored], list[Scored]]:
+    """The candidates of :data:`PAGES`' first page and of its second."""
+    found = candidates(scored_sentences(PAINTING, PAGES))
+    return [f for f in found if f.number == 0], [f for f in found if f.number == 1]
+
+
 def test_passages_come_in_the_order_of_their_candidates_odds_together(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    found = candidates(scored_sentences(PAINTING, PAGES))
-    first_page = [f for f in found if f.number == 0]  # positions in the passages
-    second_page = [f for f in found if f.number == 1]
+    first_page, second_page = _painting_candidates()
     assert len(first_page) == 2 and len(second_page) == 1
     # Two sentences nearly as likely outweigh one a little likelier ...
     close = [(second_page[0], 10.0), (first_page[0], 9.8), (first_page[1], 9.7)]
@@ -355,9 +365,7 @@ def test_passages_come_in_the_order_of_their_candidates_odds_together(
 def test_the_lead_opens_with_the_likeliest_passage_and_quotes_the_best_beside_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    found = candidates(scored_sentences(PAINTING, PAGES))
-    first_page = [f for f in found if f.number == 0]  # positions in the passages
-    second_page = [f for f in found if f.number == 1]
+    first_page, second_page = _painting_candidates()
     ranked = [(second_page[0], 10.0), (first_page[0], 9.8), (first_page[1], 9.7)]
     monkeypatch.setattr(quote, "rank", lambda question, scored: ranked)
     picked = quote.choose_quotes(PAINTING, PAGES)

@@ -204,7 +204,8 @@ def test_network_drop_resumes_with_last_event_id(page: Page, stack: Stack) -> No
     assert resumed.startswith(before)
     expect(page.locator("#error")).to_be_hidden()
     page.get_by_role("button", name="Stop").click()
-    expect(page.locator("#status")).to_have_text("Stopped.")
+    # On a fast day the answer may reach its token limit while the stop is on its way.
+    expect(page.locator("#status")).to_have_text(re.compile(r"Stopped\.|Done \(\d+ tokens\)\."))
     # Nothing was lost or sent twice: what streamed is the start of the saved answer.
     page.reload()
     expect(page.locator(".message.assistant")).to_have_count(1)

@@ -2,9 +2,10 @@
 
 Parts (each runnable alone: ``--only workers,burst``; a part's earlier result is kept
 when another part is rerun):
-- ``pipeline``: engine alone vs pipeline, decode ratio and added time to first token
-  (p50/p95), with the added time split into hops (``bench/pipeline.py``) and each step
-  before the first token timed alone (``bench/hops.py``);
+- ``pipeline``: engine alone vs pipeline, decode ratio (20 rounds of 200-token answers)
+  and added time to first token (p50/p95 of 60 rounds of 8-token answers), with the added
+  time split into hops (``bench/pipeline.py``) and each step before the first token timed
+  alone (``bench/hops.py``);
 - ``workers``: 1, 2 and 4 worker processes on this host (aggregate and lone tokens/s);
 - ``burst``: 200 concurrent chats, 1 worker, 32-token answers;
 - ``burst_capped``: the same with ``MAX_QUEUED=50``: the excess gets 429, the admitted finish;
@@ -68,6 +69,7 @@ def part_pipeline(quick: bool) -> dict[str, Any]:
         rounds=4 if quick else 20,
         max_new_tokens=64 if quick else 200,
         step_rounds=5 if quick else 20,
+        first_token_rounds=6 if quick else 60,
     )
 
 
@@ -228,6 +230,13 @@ def figures(parts: dict[str, Any]) -> list[dict[str, Any]]:
             "ms",
         ),
         _figure("added time to first token, p95", p.get("added_ttft_ms_p95"), "", None, "ms"),
+        _figure(
+            "added time to first token, p50 of the long answers' rounds",
+            p.get("long_answers_added_ttft_ms_p50"),
+            "",
+            None,
+            "ms",
+        ),
         *(
             _figure(f"added time to first token, hop (client's view): {name}", ms, "", None, "ms")
             for name, ms in (p.get("hops_ms_p50") or {}).items()

@@ -7,6 +7,7 @@ never blocks and both tiers share one set of repositories.
 
 from __future__ import annotations
 
+import select
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from shared.settings import Settings
@@ -77,6 +79,23 @@ def _enable_sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """At checkout, a Postgres connection the server has closed (a restart, an ended
+    session) is replaced (``DisconnectionError``: the pool connects again and retries).
+
+    Instead of ``pool_pre_ping``'s ``SELECT 1``, a round trip before every unit of work,
+    this looks at the socket: an idle connection in autocommit receives nothing, so a
+    readable socket means the server said goodbye (its FATAL message, or the end of the
+    stream). Anything else it sent while idle (a parameter change on reload) costs only a
+    needless reconnect. A server that vanished without a word is noticed by the query, as
+    it was by the ping."""
+    if dbapi_connection.closed or dbapi_connection.broken:
+        raise DisconnectionError("the connection is closed")
+    readable, _, _ = select.select([dbapi_connection.fileno()], [], [], 0)
+    if readable:
+        raise DisconnectionError("the server closed the connection")
+
+
 def make_engine(
     url: str,
     *,
@@ -112,10 +131,12 @@ def make_engine(
     if statement_timeout_s is not None:
         milliseconds = max(1, round(statement_timeout_s * 1000))
         connect_args.setdefault("options", f"-c statement_timeout={milliseconds}")
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    return create_engine(url, connect_args=connect_args, **kwargs)
+    engine = create_engine(url, connect_args=connect_args, **kwargs)
+    if engine.dialect.driver == "psycopg":
+        event.listen(engine, "checkout", _refuse_closed_connection)
+    return engine
 
 
 def engine_from_settings(settings: Settings, **kwargs: Any) -> Engine:

@@ -116,20 +116,20 @@ def entry_key(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def _text(value: bytes | str) -> str:
+def as_text(value: bytes | str) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
 def parse_entries(raw: list[Any]) -> list[Event]:
     events = []
     for entry_id, fields in raw:
-        fields = {_text(k): _text(v) for k, v in fields.items()}
-        events.append(Event(_text(entry_id), fields.get("t", ""), fields.get("d", "")))
+        fields = {as_text(k): as_text(v) for k, v in fields.items()}
+        events.append(Event(as_text(entry_id), fields.get("t", ""), fields.get("d", "")))
     return events
 
 
 def parse_live(payload: bytes | str) -> Event:
-    entry_id, kind, data = _text(payload).split("\n", 2)
+    entry_id, kind, data = as_text(payload).split("\n", 2)
     return Event(entry_id, kind, data)
 
 
@@ -169,7 +169,7 @@ class TokenWriter:
             previous,
         ]
         entry_id, flag = self._script(keys=self._keys, args=args)
-        return _text(entry_id), _text(flag)
+        return as_text(entry_id), as_text(flag)
 
     def stop_requested(self) -> str:
         """The stop flag without appending anything (one round trip)."""
@@ -200,15 +200,23 @@ def append(
     script = client.register_script(_APPEND)
     args: list[str | int] = [kind, encode(data), STREAM_MAXLEN, ttl_s, 0, "", ""]
     entry_id, _ = script(keys=_keys(generation_id), args=args)
-    return _text(entry_id)
+    return as_text(entry_id)
 
 
 def append_queued(
-    pipe: redis.client.Pipeline, generation_id: str, kind: EventType, data: Any, *, ttl_s: int
+    pipe: redis.client.Pipeline,
+    generation_id: str,
+    kind: EventType,
+    data: Any,
+    *,
+    ttl_s: int,
+    check_listeners: bool = False,
 ) -> None:
-    """``append`` as one more command of the caller's pipeline (its reply: [entry id, flag]).
-    The script travels whole (``EVAL``): a pipeline never meets a missing script."""
-    args: list[str | int] = [kind, encode(data), STREAM_MAXLEN, ttl_s, 0, "", ""]
+    """``append`` as one more command of the caller's pipeline (its reply: [entry id, flag];
+    ``check_listeners``: the flag also says "abandoned"). The script travels whole
+    (``EVAL``): a pipeline never meets a missing script."""
+    args: list[str | int] = [kind, encode(data), STREAM_MAXLEN, ttl_s, int(check_listeners)]
+    args += ["", ""]
     pipe.eval(_APPEND, len(_keys(generation_id)), *_keys(generation_id), *args)
 
 

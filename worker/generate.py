@@ -77,9 +77,10 @@ def run_generation(runtime: Runtime, *, generation_id: str) -> None:
             worker_id=runtime.worker_id,
             model=runtime.engine.model_name,
             read=lambda session, claimed: history.append(_history(session, claimed)),
+            end_if_stopped=True,  # stopped while it waited: ended there
         )
         if generation is None:
-            log.info("generation already ended or taken; nothing to do")
+            log.info("generation ended, stopped or taken; nothing to do")
             return
         metrics.generation_started(
             kind=generation.kind,
@@ -122,9 +123,6 @@ def _generate(
     deadline = time.monotonic() + settings.generation_time_limit_s
     if history is None:
         raise GenerationFailed("the question this generation answers was deleted")
-    if flag := writer.stop_requested():
-        runtime.lifecycle.finish(generation, text="", sources=None, reason=FinishReason(flag))
-        return
     preparer = PREPARERS.get(generation.kind)
     if preparer is None:
         raise GenerationFailed(f"unknown generation kind {generation.kind!r}")

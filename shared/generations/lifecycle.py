@@ -247,13 +247,16 @@ class Lifecycle:
         worker_id: str,
         model: str,
         read: Callable[[Session, Generation], None] | None = None,
+        end_if_stopped: bool = False,
     ) -> Generation | None:
         """Move the generation to running for this worker (attempt + 1) and announce the
         attempt; None when there is nothing to do (ended, or another worker runs it).
         ``read(session, generation)``: what the worker needs next, read in the same
         session (it must not raise; if the database fails between the claim and the read,
         the generation runs with no owner on record, which the sweep ends as a dead
-        worker's)."""
+        worker's). ``end_if_stopped``: a generation stopped while it waited (a stop, or no
+        listener left) ends here, with nothing said (None); the announcement reads the
+        flag in the same round trip."""
         gid = str(generation_id)
         # No transaction: each write is one conditional UPDATE (from queued, or from a
         # dead worker's attempt), and the reads need no common snapshot.
@@ -280,8 +283,13 @@ class Lifecycle:
                 tokenbus.append_queued(pipe, gid, "restart", data, ttl_s=ttl_s)
             if not too_many:
                 data = generation_info(generation)
-                tokenbus.append_queued(pipe, gid, "generation", data, ttl_s=ttl_s)
-            pipe.execute()
+                tokenbus.append_queued(
+                    pipe, gid, "generation", data, ttl_s=ttl_s, check_listeners=end_if_stopped
+                )
+            replies = pipe.execute()
+        if end_if_stopped and not too_many and (flag := tokenbus.as_text(replies[-1][1])):
+            self.finish(generation, text="", sources=None, reason=FinishReason(flag))
+            return None
         if too_many:
             self.fail(
                 generation,

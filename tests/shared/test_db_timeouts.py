@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
 from shared.db import engine_from_settings
@@ -64,5 +66,49 @@ def test_sqlite_keeps_its_busy_timeout(sqlite_url: str) -> None:
         assert engine.pool.timeout() == 5.0  # type: ignore[attr-defined]
         with engine.connect() as connection:
             assert connection.execute(text("PRAGMA busy_timeout")).scalar() == 5000
+    finally:
+        engine.dispose()
+
+
+def _backend_pid(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def test_postgres_checkout_costs_no_round_trip(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A live pooled connection is handed out as it is: no "SELECT 1" before each unit of
+    # work (a round trip on the way to every answer's first token).
+    engine = engine_from_settings(Settings(database_url=postgres_url, _env_file=None))  # type: ignore[call-arg]
+    try:
+        first = _backend_pid(engine)
+
+        def no_ping(*args: object) -> bool:
+            raise AssertionError("the pool pinged the server")
+
+        monkeypatch.setattr(engine.dialect, "do_ping", no_ping)
+        assert _backend_pid(engine) == first  # the same pooled connection, unpinged
+    finally:
+        engine.dispose()
+
+
+def test_postgres_connection_the_server_closed_is_replaced(postgres_url: str) -> None:
+    # Postgres restarted, or an administrator ended the session: the pool notices at the
+    # next checkout and connects again, so the request that follows does not fail.
+    engine = engine_from_settings(Settings(database_url=postgres_url, _env_file=None))  # type: ignore[call-arg]
+    try:
+        first = _backend_pid(engine)
+        with psycopg.connect(postgres_url.replace("+psycopg", ""), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+            deadline = time.monotonic() + 10  # the backend is gone when it leaves the list
+            while admin.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE pid = %s", (first,)
+            ).fetchone():
+                assert time.monotonic() < deadline, "the backend did not end"
+                time.sleep(0.05)
+        second = _backend_pid(engine)
+        assert second != first
+        assert _backend_pid(engine) == second  # and the new one stays pooled
     finally:
         engine.dispose()

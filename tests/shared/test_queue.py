@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shared.queue import celery_config, make_celery
+from shared.queue import GENERATE_TASK, celery_config, enqueue_generation, make_celery
 from shared.settings import Settings
 from tests.conftest import ROOT, make_settings
 from web.app import create_app
@@ -90,3 +90,25 @@ async def test_the_web_and_the_worker_see_one_celery_configuration(tmp_path: Pat
     assert as_json(seen_by_web) == seen_by_worker["conf"] == as_json(celery_config(settings))
     assert seen_by_worker["conf"]["task_time_limit"] == 243
     assert len(seen_by_worker["conf"]) == len(celery_config(settings)) > 10
+
+
+def test_enqueue_is_one_publish_with_no_sent_event(tmp_path: Path) -> None:
+    # On the way to every first token: the job goes to the queue's list and no "task-sent"
+    # event is published beside it (Flower sees the task once a worker receives it).
+    import redis
+
+    settings = make_settings(tmp_path)
+    client = redis.Redis.from_url(settings.redis_url)
+    app = make_celery(settings, "test-enqueue")
+    pubsub = client.pubsub()
+    pubsub.psubscribe("*celeryev/task.sent")  # kombu's channel for the event
+    pubsub.get_message(timeout=1)  # the subscription's confirmation
+    client.delete("inference")
+    try:
+        enqueue_generation(app, generation_id="g-1", request_id="r-1")
+        [job] = client.lrange("inference", 0, -1)
+        assert json.loads(job)["headers"]["task"] == GENERATE_TASK
+        assert pubsub.get_message(timeout=0.5) is None
+    finally:
+        client.delete("inference")
+        pubsub.close()

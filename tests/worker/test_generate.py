@@ -201,3 +201,17 @@ def test_a_question_deleted_before_the_claim_ends_the_answer_with_an_error(
     with transaction(runtime.sessions) as session:
         row = session.get(Generation, gid)
         assert row is not None and row.status == "error"
+
+
+def test_an_answer_nobody_waits_for_any_more_ends_at_its_claim(runtime_for: object) -> None:
+    # The client left while the generation waited in the queue (its listener mark is
+    # gone): the claim ends it as abandoned, before any prompt is built.
+    runtime = runtime_for()  # type: ignore[operator]
+    _, gid = _ask(runtime)
+    runtime.redis.delete(tokenbus.seen_key(str(gid)))
+    run_generation(runtime, generation_id=str(gid))
+    kinds = [e.type for e in tokenbus.events(runtime.redis, str(gid))]
+    assert kinds[-2:] == ["generation", "done"]
+    done = _done(runtime, gid)
+    assert done["status"] == "cancelled" and done["finish_reason"] == "abandoned"
+    assert done["message"] is None

@@ -50,7 +50,7 @@ from shared.generations.models import (
 )
 from shared.generations.repository import GenerationRepository
 from shared.generations.schemas import generation_info, terminal_event
-from shared.generations.service import new_generation, start_facts
+from shared.generations.service import queue_generation
 from shared.generations.waiting import (
     no_worker_error,
     queue_estimate,
@@ -131,9 +131,21 @@ class Lifecycle:
         one) or ``QueueFull``."""
         facts = queue_facts(self.redis)
         # No transaction: the unique index on a chat's active generation, not a snapshot,
-        # keeps a second one out (the INSERT's ON CONFLICT below).
+        # keeps a second one out (the INSERT's ON CONFLICT). On Postgres the chat's facts
+        # and the insert are one statement.
         with transaction(self._single) as session:
-            chat = start_facts(session, chat_id=chat_id, owner=owner)
+            chat, generation_id = queue_generation(
+                session,
+                chat_id=chat_id,
+                owner=owner,
+                may_queue=facts.workers_alive > 0,
+                max_queued=self.settings.max_queued,
+                regenerate=regenerate,
+                kind=kind,
+                model=self.settings.model,
+                request_id=request_id,
+                params=params,
+            )
             if chat.active_id is not None:
                 return Started(chat.active_id, created=False)
             if not facts.workers_alive:
@@ -143,15 +155,7 @@ class Lifecycle:
                     f"{ahead} answers already wait for a worker (MAX_QUEUED): try again shortly",
                     retry_after_s=facts.estimate(ahead)["retry_after_s"],
                 )
-            generation_id = new_generation(
-                session,
-                chat_id=chat_id,
-                question_id=chat.question_id(regenerate=regenerate),
-                kind=kind,
-                model=self.settings.model,
-                request_id=request_id,
-                params=params,
-            )
+            chat.question_id(regenerate=regenerate)  # Conflict: nothing to answer
             if generation_id is None:  # another request queued one a moment ago
                 active = GenerationRepository(session).active_for_chat(chat_id)
                 if active is None:  # ... and it has ended already: ask again

@@ -21,7 +21,7 @@ from shared.db import make_engine, make_sessionmaker, transaction, utcnow
 from shared.errors import Conflict, NotFound, NoWorker, QueueFull
 from shared.generations.lifecycle import JOBS_KEY, Lifecycle
 from shared.generations.models import FinishReason, Generation, Status
-from shared.generations.service import new_generation, start_facts
+from shared.generations.service import StartFacts, new_generation, queue_generation, start_facts
 from shared.generations.sweep import Sweeper
 from shared.generations.waiting import DURATIONS_KEY
 from shared.settings import Settings
@@ -178,6 +178,47 @@ def test_a_start_reads_the_chat_in_one_query_and_inserts_in_one_statement(
             start_facts(session, chat_id=uuid.uuid4(), owner=None)
     with transaction(harness.sessions) as session, pytest.raises(NotFound):
         insert(uuid.uuid4())  # no such chat: the foreign key refuses it
+
+
+def test_queue_generation_inserts_only_what_the_facts_allow(harness: Harness) -> None:
+    """``queue_generation`` (one statement on Postgres): a generation only when there is
+    a question, none is active, the queue has room and the caller may queue; the facts
+    it returns are ``start_facts``'."""
+
+    def queue(chat: uuid.UUID, **overrides: Any) -> tuple[StartFacts, uuid.UUID | None]:
+        options: dict[str, Any] = {
+            "owner": None,
+            "may_queue": True,
+            "max_queued": 10,
+            "regenerate": False,
+            **overrides,
+        }
+        with transaction(harness.sessions) as session:
+            return queue_generation(
+                session, chat_id=chat, kind="chat", model="m", request_id="r", **options
+            )
+
+    answered = harness.chat("Human", "Assistant")
+    assert queue(answered)[1] is None  # already answered
+    assert queue(harness.chat())[1] is None  # nothing asked
+    asked = harness.chat("Human")
+    assert queue(asked, may_queue=False)[1] is None  # no worker: nothing inserted
+    assert queue(asked, max_queued=0)[1] is None  # no room
+    facts, first = queue(asked)
+    assert first is not None and facts.active_id is None
+    assert harness.row(first).status == Status.QUEUED
+    assert harness.row(first).request_id == "r"
+    again, second = queue(asked)
+    assert second is None and again.active_id == first  # one active generation per chat
+    with transaction(harness.sessions) as session:
+        assert start_facts(session, chat_id=asked, owner=None) == again
+    facts, regenerated = queue(answered, regenerate=True)
+    assert regenerated is not None
+    assert harness.row(regenerated).question_id == facts.latest_human_id
+    with pytest.raises(NotFound):
+        queue(asked, owner="another-tenant")
+    with pytest.raises(NotFound):
+        queue(uuid.uuid4())
 
 
 def test_history_is_the_newest_messages_up_to_the_question_in_order(harness: Harness) -> None:
@@ -417,10 +458,13 @@ def test_start_and_claim_run_without_begin_and_commit(harness: Harness) -> None:
         started = harness.lifecycle.start(
             owner=None, chat_id=chat_id, kind="chat", regenerate=False, request_id=None
         )
+        at_start = len(isolation)
         claimed = harness.lifecycle.claim(started.generation_id, worker_id="host-x:1", model="m")
     finally:
         event.remove(harness.engine, "before_cursor_execute", record)
     assert claimed is not None and claimed.status == Status.RUNNING
     assert harness.row(started.generation_id).status == Status.RUNNING  # committed
-    assert len(isolation) >= 3  # the chat's facts, the insert, the claim
+    # The chat's facts and the insert: one statement on Postgres, two elsewhere.
+    assert at_start == (1 if harness.engine.dialect.name == "postgresql" else 2)
+    assert len(isolation) > at_start  # the claim
     assert set(isolation) == {"AUTOCOMMIT"}

@@ -147,3 +147,25 @@ def test_celery_broker_talks_to_a_self_signed_tls_redis(tls_redis: str) -> None:
             assert message.payload == {"hello": "tls"}
         finally:
             queue.close()
+
+
+async def test_both_clients_parse_replies_with_hiredis() -> None:
+    # The web's token hub parses every live event of every stream it relays: in C, not in
+    # redis-py's pure-Python parser (a dependency: redis[hiredis]).
+    from redis._parsers import _AsyncHiredisParser, _HiredisParser
+
+    settings = settings_for(os.environ["REDIS_URL"])
+    client = sync_client(settings)
+    connection = client.connection_pool.get_connection()
+    try:
+        assert isinstance(connection._parser, _HiredisParser)
+    finally:
+        client.connection_pool.release(connection)
+        client.close()
+    aclient = async_client(settings)
+    aconnection = await aclient.connection_pool.get_connection()
+    try:
+        assert isinstance(aconnection._parser, _AsyncHiredisParser)
+    finally:
+        await aclient.connection_pool.release(aconnection)
+        await aclient.aclose()

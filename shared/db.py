@@ -91,8 +91,11 @@ def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) 
     it was by the ping."""
     if dbapi_connection.closed or dbapi_connection.broken:
         raise DisconnectionError("the connection is closed")
-    readable, _, _ = select.select([dbapi_connection.fileno()], [], [], 0)
-    if readable:
+    # poll, not select: a web process with a thousand open streams hands its database
+    # sockets descriptors beyond select()'s 1024.
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN)
+    if poller.poll(0):
         raise DisconnectionError("the server closed the connection")
 
 

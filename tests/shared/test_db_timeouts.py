@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import psycopg
@@ -112,3 +113,21 @@ def test_postgres_connection_the_server_closed_is_replaced(postgres_url: str) ->
         assert _backend_pid(engine) == second  # and the new one stays pooled
     finally:
         engine.dispose()
+
+
+def test_postgres_checkout_with_a_descriptor_beyond_1024(postgres_url: str) -> None:
+    # A web process with a thousand open streams gives its database sockets descriptors
+    # beyond what select() can watch: the checkout check still works there.
+    held: list[int] = []
+    engine = engine_from_settings(Settings(database_url=postgres_url, _env_file=None))  # type: ignore[call-arg]
+    try:
+        while not held or held[-1] < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        with engine.connect() as connection:
+            raw = connection.connection.dbapi_connection
+            assert raw is not None and raw.fileno() > 1024
+        assert _backend_pid(engine) == _backend_pid(engine)  # checked out twice, pooled
+    finally:
+        engine.dispose()
+        for fd in held:
+            os.close(fd)

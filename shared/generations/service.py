@@ -110,17 +110,7 @@ def _facts(chat_id: uuid.UUID, row: Any) -> StartFacts:
     )
 
 
-def _insert(dialect: Any) -> Any:
-    table = Generation.__table__
-    names = ("id", "chat_id", "question_id", "kind", "status", "model", "request_id", "params")
-    values = {name: bindparam(name, type_=table.c[name].type) for name in (*names, "created_at")}
-    return dialect.insert(table).values(values).on_conflict_do_nothing().returning(table.c.id)
-
-
-#: The two databases this project runs on both say "INSERT ... ON CONFLICT DO NOTHING".
-_INSERTS = {"postgresql": _insert(postgresql), "sqlite": _insert(sqlite)}
-
-
+#: The columns a new generation is inserted with.
 _COLUMNS = (
     "id",
     "chat_id",
@@ -132,6 +122,31 @@ _COLUMNS = (
     "params",
     "created_at",
 )
+
+
+def _insert(dialect: Any) -> Any:
+    table = Generation.__table__
+    values = {name: bindparam(name, type_=table.c[name].type) for name in _COLUMNS}
+    return dialect.insert(table).values(values).on_conflict_do_nothing().returning(table.c.id)
+
+
+#: The two databases this project runs on both say "INSERT ... ON CONFLICT DO NOTHING".
+_INSERTS = {"postgresql": _insert(postgresql), "sqlite": _insert(sqlite)}
+
+
+def _new_row(
+    *, kind: str, model: str, request_id: str | None, params: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The values of a new queued generation but its chat and question."""
+    return {
+        "id": new_id(),
+        "kind": kind,
+        "status": Status.QUEUED,
+        "model": model,
+        "request_id": request_id,
+        "params": params,
+        "created_at": utcnow(),
+    }
 
 
 def _queue_statement(*, owned: bool) -> Select[Any]:
@@ -211,13 +226,7 @@ def queue_generation(
         "may_queue": may_queue,
         "max_queued": max_queued,
         "regenerate": regenerate,
-        "id": new_id(),
-        "kind": kind,
-        "status": Status.QUEUED,
-        "model": model,
-        "request_id": request_id,
-        "params": params,
-        "created_at": utcnow(),
+        **_new_row(kind=kind, model=model, request_id=request_id, params=params),
     }
     try:
         row = session.execute(_QUEUE[owner is not None], values).first()
@@ -242,15 +251,9 @@ def new_generation(
     queued one a moment ago (the one-active-generation-per-chat index said no). One
     ``INSERT ... ON CONFLICT DO NOTHING``; ``NotFound`` if the chat was deleted meanwhile."""
     values = {
-        "id": new_id(),
         "chat_id": chat_id,
         "question_id": question_id,
-        "kind": kind,
-        "status": Status.QUEUED,
-        "model": model,
-        "request_id": request_id,
-        "params": params,
-        "created_at": utcnow(),
+        **_new_row(kind=kind, model=model, request_id=request_id, params=params),
     }
     insert = _INSERTS[session.get_bind().dialect.name]
     try:

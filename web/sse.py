@@ -88,7 +88,7 @@ def _render(generation_id: str, events: list[Event]) -> list[bytes]:
     def flush() -> None:
         if tokens:
             frames.append(frame("".join(tokens), event_id=f"{generation_id}:{last_token_id}"))
-            metrics.STREAM_EVENTS.labels("token").inc()
+            metrics.TOKEN_EVENTS.inc()
             tokens.clear()
 
     for event in events:
@@ -138,8 +138,11 @@ async def follow_generation(
                     raise
                 await asyncio.sleep(1.0)
 
+    # One watcher per stream (not a task per event): shutdown wakes the wait below.
+    watcher = asyncio.ensure_future(shutting_down.wait())
     try:
         async with hub.subscribe(generation_id) as subscription:
+            watcher.add_done_callback(lambda _: subscription.wake())
             last = after
             pending = await replay(last)
             while True:
@@ -159,42 +162,30 @@ async def follow_generation(
                         if any(e.terminal for e in fresh):
                             return
                     pending = []
-                get = asyncio.ensure_future(subscription.queue.get())
-                stop = asyncio.ensure_future(shutting_down.wait())
-                try:
-                    done, _ = await asyncio.wait(
-                        {get, stop}, timeout=keepalive_s, return_when=asyncio.FIRST_COMPLETED
-                    )
-                finally:
-                    # Also when the client left (this generator is cancelled): no task is
-                    # left pending to be destroyed.
-                    for task in (get, stop):
-                        if not task.done():
-                            task.cancel()
-                            with contextlib.suppress(asyncio.CancelledError):
-                                await task
-                if stop in done:
+                if shutting_down.is_set():
                     yield Signal.SHUTDOWN
                     return
-                if get not in done:
-                    yield Signal.KEEPALIVE
+                await subscription.wait(keepalive_s)
+                if not subscription.items:
+                    if not shutting_down.is_set():
+                        yield Signal.KEEPALIVE
                     continue
-                item = get.result()
-                if item is RESYNC:
-                    pending = await replay(last)
-                    continue
-                pending = [item]
-                while not subscription.queue.empty():
-                    more = subscription.queue.get_nowait()
-                    if more is RESYNC:
-                        pending += await replay(last)
+                # Everything waiting, as one batch; any number of RESYNCs is one re-read.
+                resync = False
+                while subscription.items:
+                    item = subscription.items.popleft()
+                    if item is RESYNC:
+                        resync = True
                     else:
-                        pending.append(more)
+                        pending.append(item)
+                if resync:
+                    pending += await replay(last)
     except RedisError as exc:
         # Headers are sent: the caller ends the stream with an event, not a broken body.
         log.error("stream %s lost Redis: %s", generation_id, exc)
         yield Signal.REDIS_LOST
     finally:
+        watcher.cancel()
         metrics.ACTIVE_STREAMS.dec()
 
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
 import ssl
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from shared import tokenbus
 from shared.queue import celery_config, make_celery
 from shared.redisconn import async_client, sync_client
 from shared.settings import Settings
@@ -169,3 +172,43 @@ async def test_both_clients_parse_replies_with_hiredis() -> None:
     finally:
         await aclient.connection_pool.release(aconnection)
         await aclient.aclose()
+
+
+async def test_the_token_hub_subscribes_over_tls(tls_redis: str) -> None:
+    # The web's token hub opens its own subscriber connection: TLS as the clients do it.
+    from web.sse import stream_generation
+    from web.tokenhub import TokenHub
+
+    settings = settings_for(tls_redis, "none")
+    client = async_client(settings)
+    hub = TokenHub(client, grace_s=5.0)
+    await hub.start()
+    gid = str(uuid.uuid4())
+
+    async def body() -> bytes:
+        chunks = [
+            chunk
+            async for chunk in stream_generation(
+                redis=client,
+                hub=hub,
+                generation_id=gid,
+                after=None,
+                keepalive_s=30,
+                shutting_down=asyncio.Event(),
+            )
+        ]
+        return b"".join(chunks)
+
+    try:
+        reader = asyncio.create_task(body())
+        while hub.listener_count == 0:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # following live
+        writer = sync_client(settings)
+        tokenbus.append(writer, gid, "token", "secure", ttl_s=60)
+        tokenbus.append(writer, gid, "done", {"status": "done"}, ttl_s=60)
+        streamed = await asyncio.wait_for(reader, timeout=30)
+    finally:
+        await hub.stop()
+        await client.aclose()
+    assert b"data: secure" in streamed and b"event: done" in streamed

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 if __name__ == "__main__":  # run as a script: the repository root on the path
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -134,20 +136,38 @@ def run(
 
 def _pairs(rounds: int, max_new_tokens: int) -> tuple[list[tuple[dict[str, Any], Answer]], float]:
     """(engine alone, pipeline) answers to the same questions, alternating, on a stack of
-    their own; and the median ms of one ``send_task`` there."""
+    their own; and the median ms of one ``send_task`` there. Each pipeline answer also
+    records the CPU the web process and Redis spent while it streamed (``cpu_ms``)."""
     pairs: list[tuple[dict[str, Any], Answer]] = []
     with running(workers=1, MAX_NEW_TOKENS=str(max_new_tokens)) as stack:
         engine = EngineAlone(stack.env)
+        assert stack.web is not None
+        web = psutil.Process(stack.web.pid)
         try:
             engine.ask(question(99))  # warm both: first answers load pages of the model
             asyncio.run(_one(stack, question(98)))
             for i in range(rounds):
                 alone = engine.ask(question(i))
+                before = _cpu_s(web, stack)
                 piped = asyncio.run(_one(stack, question(i)))
+                piped.cpu_ms = {
+                    name: (after - before[name]) * 1000
+                    for name, after in _cpu_s(web, stack).items()
+                }
                 pairs.append((alone, piped))
         finally:
             engine.close()
         return pairs, time_send_task(stack)
+
+
+def _cpu_s(web: psutil.Process, stack: Stack) -> dict[str, float]:
+    """CPU seconds so far of the web process and of Redis (its own count: ``INFO cpu``)."""
+    times = web.cpu_times()
+    info = stack.redis.info("cpu")
+    return {
+        "web": times.user + times.system,
+        "redis": float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
+    }
 
 
 async def _one(stack: Stack, text: str) -> Answer:
@@ -177,6 +197,7 @@ def summarize(pairs: list[tuple[dict[str, Any], Answer]], send_task_ms: float) -
                 "delivery": client_ttft - alone["ttft_ms"] - web - queue - worker,
             }
         )
+    costs = [piped.cpu_ms for _, piped in pairs if piped.done is not None and piped.cpu_ms]
     engine_rate = statistics.median(engine_rates) if engine_rates else None
     pipe_rate = statistics.median(pipe_rates) if pipe_rates else None
     return {
@@ -192,6 +213,17 @@ def summarize(pairs: list[tuple[dict[str, Any], Answer]], send_task_ms: float) -
         if hops
         else {},
         "send_task_ms_p50": _round(send_task_ms, 2),
+        # What relaying one answer costs beside the engine on the same cores (the decode
+        # ratio's loss on 2 cores): the web's and Redis's CPU while it streamed, and the
+        # token events it took.
+        "cpu_ms_per_answer_p50": {
+            name: _round(statistics.median(c[name] for c in costs)) for name in costs[0]
+        }
+        if costs
+        else {},
+        "token_events_per_answer_p50": _round(
+            statistics.median(piped.events.get("token", 0) for _, piped in pairs)
+        ),
     }
 
 

@@ -4,8 +4,8 @@ Parts (each runnable alone: ``--only workers,burst``; a part's earlier result is
 when another part is rerun):
 - ``pipeline``: engine alone vs pipeline, decode ratio (20 rounds of 200-token answers)
   and added time to first token (p50/p95 of 60 rounds of 8-token answers), with the added
-  time split into hops (``bench/pipeline.py``) and each step before the first token timed
-  alone (``bench/hops.py``);
+  time split into hops (``bench/pipeline.py``), each step before the first token timed
+  alone (``bench/hops.py``), and the web's and Redis's CPU per streamed answer;
 - ``workers``: 1, 2 and 4 worker processes on this host (aggregate and lone tokens/s);
 - ``burst``: 200 concurrent chats, 1 worker, 32-token answers;
 - ``burst_capped``: the same with ``MAX_QUEUED=50``: the excess gets 429, the admitted finish;
@@ -247,6 +247,16 @@ def figures(parts: dict[str, Any]) -> list[dict[str, Any]]:
         ),
         _figure("engine alone: decode", p.get("engine_tokens_per_s_p50"), "", None, "tok/s"),
         _figure("pipeline: decode", p.get("pipeline_tokens_per_s_p50"), "", None, "tok/s"),
+        *(
+            _figure(f"pipeline: {name} CPU per 200-token answer", ms, "", None, "ms")
+            for name, ms in (p.get("cpu_ms_per_answer_p50") or {}).items()
+        ),
+        _figure(
+            "pipeline: token events per 200-token answer",
+            p.get("token_events_per_answer_p50"),
+            "",
+            None,
+        ),
         _figure(
             "2 workers: aggregate vs one answer at a time (paired rounds)",
             _get(w, "2", "paired_vs_one_answer"),

@@ -180,6 +180,7 @@ class Answer:
     error: dict[str, Any] | None = None
     status: int = 0
     retry_after: str | None = None
+    cpu_ms: dict[str, float] = field(default_factory=dict)  # what others spent meanwhile
 
     @property
     def completion_tokens(self) -> int:

@@ -77,6 +77,7 @@ def load(settings: Settings | None = None) -> Runtime:
                 client, worker_id=wid, override=fixed_threads(settings.threads, engine)
             ),
         )
+        runtime.threads.subscribe()  # now, not before the first generation's first token
         threading.Thread(target=_beat, args=(runtime,), name="heartbeat", daemon=True).start()
         log.info("model loaded", extra={"model": engine.model_name, "worker": runtime.worker_id})
         _runtime = runtime

@@ -90,6 +90,8 @@ class ThreadsBudget:
         self.channel = changed_channel(host)
         self._threads = override or self.cores
         self._load = load or HostLoad().sample
+        self._pubsub: redis.client.PubSub | None = None  # the host's channel, kept
+        self._refreshed_at = 0.0
 
     def sample_load(self) -> None:
         """Keep the host-load figure fresh while idle (the worker's heartbeat calls it), so
@@ -105,6 +107,7 @@ class ThreadsBudget:
         """Beat for this worker and recompute its share from the host's running set;
         ``announce``: tell the host's other workers to recompute theirs (it joined)."""
         now = time.time()
+        self._refreshed_at = time.monotonic()
         with self.client.pipeline(transaction=False) as pipe:
             pipe.zadd(self.key, {self.worker_id: now})
             pipe.zremrangebyscore(self.key, "-inf", now - STALE_S)
@@ -126,6 +129,16 @@ class ThreadsBudget:
             pipe.publish(self.channel, self.worker_id)
             pipe.execute()
 
+    def subscribe(self) -> None:
+        """Open the host channel's subscription now, while no generation waits for it (the
+        worker calls this when it loads). It is kept for the process's life: opening one
+        per generation (a new connection and a round trip) was ~1.5 ms before each first
+        token; what other workers said meanwhile is drained when a generation starts."""
+        if self.override or self._pubsub is not None:
+            return
+        with contextlib.suppress(redis.RedisError):  # a generation tries again
+            self._pubsub = self._subscribe()
+
     @contextlib.contextmanager
     def running(self) -> Iterator[Callable[[], int]]:
         """Count this worker as running a generation; yields ``current`` for the engine."""
@@ -134,20 +147,18 @@ class ThreadsBudget:
             yield self.current
             return
         stop = threading.Event()
-        pubsub = None
         try:
             self.refresh(announce=True)
         except redis.RedisError as exc:  # no budget is better than no answer
             log.warning("threads budget unavailable, using all cores: %s", exc)
             self._threads = self.cores
         else:
-            # Subscribed here, before the first evaluation, not by the thread: a thread that
-            # connects beside a starting evaluation stalls ggml's spinning threads (a first
-            # token 30-50 ms later on 2 cores). After the announcement, so that it does not
-            # wake the thread; what another worker says in between, the next refresh sees.
-            with contextlib.suppress(redis.RedisError):  # the thread tries again
-                pubsub = self._subscribe()
-        beat = threading.Thread(target=self._beat, args=(stop, pubsub), name="threads", daemon=True)
+            # Subscribed and drained here, before the first evaluation, not by the thread:
+            # a thread that connects or refreshes beside a starting evaluation stalls
+            # ggml's spinning threads (a first token 30-50 ms later on 2 cores). What was
+            # said before the announcement, the announcement's refresh already counted.
+            self._ready()
+        beat = threading.Thread(target=self._beat, args=(stop,), name="threads", daemon=True)
         beat.start()
         try:
             yield self.current
@@ -160,35 +171,57 @@ class ThreadsBudget:
                 self.leave()
             self._threads = self.cores
 
+    def _ready(self) -> None:
+        """The kept subscription, drained (or a new one if it broke or never opened)."""
+        if self._pubsub is not None:
+            try:
+                while self._pubsub.get_message(timeout=0) is not None:
+                    pass
+                return
+            except redis.RedisError:
+                _close(self._pubsub)
+                self._pubsub = None
+        with contextlib.suppress(redis.RedisError):  # the thread tries again
+            self._pubsub = self._subscribe()
+
     def _subscribe(self) -> redis.client.PubSub:
         pubsub: redis.client.PubSub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call, unused-ignore]
         pubsub.subscribe(self.channel)
         pubsub.get_message(timeout=SUBSCRIBED_TIMEOUT_S)  # the confirmation: read it now
         return pubsub
 
-    def _beat(self, stop: threading.Event, pubsub: redis.client.PubSub | None) -> None:
-        try:
-            while not stop.is_set():
-                try:
-                    if pubsub is None:
-                        pubsub = self._subscribe()
-                    else:  # a worker of this host started or ended a generation, or time
-                        pubsub.get_message(timeout=REFRESH_S)
-                        while pubsub.get_message(timeout=0) is not None:
-                            pass
-                    if stop.is_set():
-                        return
-                    before, now = self._threads, self.refresh()
-                except redis.RedisError as exc:
-                    log.warning("threads budget refresh failed: %s", exc)
-                    _close(pubsub)
-                    pubsub = None
-                    stop.wait(REFRESH_S)
-                    continue
-                if now != before:
-                    log.info("threads %d -> %d", before, now, extra={"threads": now})
-        finally:
-            _close(pubsub)
+    def _beat(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                if self._pubsub is None:
+                    self._pubsub = self._subscribe()
+                elif not self._others_spoke(self._pubsub) and not self._due():
+                    continue  # only this worker's own announcement: nothing changed
+                if stop.is_set():
+                    return
+                before, now = self._threads, self.refresh()
+            except redis.RedisError as exc:
+                log.warning("threads budget refresh failed: %s", exc)
+                _close(self._pubsub)
+                self._pubsub = None
+                stop.wait(REFRESH_S)
+                continue
+            if now != before:
+                log.info("threads %d -> %d", before, now, extra={"threads": now})
+
+    def _others_spoke(self, pubsub: redis.client.PubSub) -> bool:
+        """Waits up to ``REFRESH_S`` for a message of the host's channel; True if one came
+        from elsewhere than this worker (its own announcements change nothing here)."""
+        message = pubsub.get_message(timeout=REFRESH_S)
+        spoke = False
+        while message is not None:
+            spoke = spoke or message.get("data") != self.worker_id.encode()
+            message = pubsub.get_message(timeout=0)
+        return spoke
+
+    def _due(self) -> bool:
+        """The periodic refresh is due (in case a message was missed)."""
+        return time.monotonic() - self._refreshed_at >= REFRESH_S
 
 
 def _close(pubsub: redis.client.PubSub | None) -> None:

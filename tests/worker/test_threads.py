@@ -112,6 +112,28 @@ def test_the_budget_is_subscribed_before_the_first_evaluation_and_its_thread_sle
         assert threads() == 2
 
 
+def test_the_host_channel_is_subscribed_once_per_process(
+    client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A subscription per generation was a new connection and a round trip before each
+    # first token; the worker opens it when it loads and keeps it.
+    monkeypatch.setattr("worker.threads.REFRESH_S", 3600.0)
+    one = budget(client, f"h-{uuid.uuid4().hex}", "h:1", cores=2)
+    subscribes: list[int] = []
+    refreshes: list[dict[str, bool]] = []
+    subscribe, refresh = one._subscribe, one.refresh
+    monkeypatch.setattr(one, "_subscribe", lambda: subscribes.append(1) or subscribe())
+    monkeypatch.setattr(one, "refresh", lambda **kw: refreshes.append(kw) or refresh(**kw))
+    one.subscribe()  # as the worker does when it loads
+    assert client.pubsub_numsub(one.channel) == [(one.channel.encode(), 1)]
+    for _ in range(2):
+        with one.running() as threads:
+            time.sleep(0.3)  # its own announcement has reached the kept subscription
+            assert threads() == 2
+    assert subscribes == [1]
+    assert refreshes == [{"announce": True}] * 2  # its own announcements woke nothing
+
+
 def test_a_killed_worker_drops_out_of_the_count(client: redis.Redis) -> None:
     host = f"h-{uuid.uuid4().hex}"
     dead = budget(client, host, "h:dead", cores=2)

@@ -201,7 +201,9 @@ async def test_the_token_hub_subscribes_over_tls(tls_redis: str) -> None:
 
     try:
         reader = asyncio.create_task(body())
+        deadline = time.monotonic() + 10  # a "not a hang" guard
         while hub.listener_count == 0:
+            assert time.monotonic() < deadline
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.3)  # following live
         writer = sync_client(settings)

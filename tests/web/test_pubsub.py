@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -51,6 +54,14 @@ async def _body(hub: TokenHub, gid: str) -> str:
     return b"".join(chunks).decode()
 
 
+async def _until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    """Waits for ``condition``; a wide "not a hang" guard, not a speed."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "waited too long"
+        await asyncio.sleep(0.01)
+
+
 def _text(body: str) -> str:
     """The tokens of an SSE body (events without a name), joined."""
     return "".join(
@@ -83,8 +94,7 @@ async def test_streams_are_live_from_the_hubs_first_moment(
         gid = str(uuid.uuid4())
         try:
             reader = asyncio.create_task(_body(hub, gid))
-            while hub.listener_count == 0:
-                await asyncio.sleep(0.01)
+            await _until(lambda hub=hub: hub.listener_count == 1)
             await asyncio.sleep(0.3)  # subscribed and replayed: now following live
             for piece in ("live", " at", " once"):
                 await asyncio.to_thread(_append, sync_redis, gid, "token", piece)
@@ -105,8 +115,9 @@ async def test_a_lost_connection_is_replaced_and_nothing_sent_meanwhile_is_misse
     gid = str(uuid.uuid4())
     try:
         reader = asyncio.create_task(_body(hub, gid))
-        while (first := await _hub_connection(sync_redis, hub)) is None or not hub.listening:
-            await asyncio.sleep(0.05)
+        await _until(lambda: bool(hub.listening))
+        first = await _hub_connection(sync_redis, hub)
+        assert first is not None
         await asyncio.sleep(0.3)  # subscribed and replayed: now following live
         await asyncio.to_thread(_append, sync_redis, gid, "token", "before")
         # Redis drops the hub's connection; what is published before it is back reaches
@@ -151,11 +162,9 @@ async def test_the_subscriber_authenticates_as_the_clients_user(
     )
     try:
         subscriber.send("SUBSCRIBE", "hub-auth-test")
-        while sync_redis.pubsub_numsub("hub-auth-test")[0][1] == 0:
-            await asyncio.sleep(0.01)
+        await _until(lambda: sync_redis.pubsub_numsub("hub-auth-test")[0][1] == 1)
         sync_redis.publish("hub-auth-test", "hello")
-        while not received:
-            await asyncio.wait_for(asyncio.sleep(0.01), timeout=10)
+        await _until(lambda: bool(received))
     finally:
         subscriber.close()
         await client.aclose()
@@ -204,3 +213,46 @@ async def test_a_silent_peer_is_pinged_then_dropped(monkeypatch: pytest.MonkeyPa
         subscriber.close()
         server.close()
         await client.aclose()
+
+
+@pytest.fixture
+def unix_redis(tmp_path: Path) -> Iterator[str]:
+    """A redis-server listening on a Unix socket only."""
+    binary = shutil.which("redis-server") or shutil.which("valkey-server")
+    assert binary, "redis-server is needed"
+    path = tmp_path / "redis.sock"
+    process = subprocess.Popen(
+        [binary, "--port", "0", "--unixsocket", str(path), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield f"unix://{path}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def test_the_subscriber_connects_over_a_unix_socket(unix_redis: str) -> None:
+    received: list[tuple[bytes, bytes]] = []
+    confirmed: list[bytes] = []
+    client = aioredis.Redis.from_url(unix_redis)
+    subscriber = await pubsub.connect(
+        client,
+        name="hub-unix-test",
+        on_message=lambda channel, data: received.append((channel, data)),
+        on_subscribed=confirmed.append,
+    )
+    try:
+        subscriber.send("SUBSCRIBE", "unix-test")
+        await _until(lambda: bool(confirmed))
+        await client.publish("unix-test", "over the socket")
+        await _until(lambda: bool(received))
+    finally:
+        subscriber.close()
+        await client.aclose()
+    assert confirmed == [b"unix-test"]
+    assert received == [(b"unix-test", b"over the socket")]

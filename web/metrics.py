@@ -51,6 +51,17 @@ STREAM_EVENTS = Counter(
 )
 #: The token events' child, looked up once: ``labels()`` per event was a tenth of the relay.
 TOKEN_EVENTS = STREAM_EVENTS.labels("token")
+TOKENHUB_CONNECTED = Gauge(
+    "chatbot_tokenhub_connected",
+    "1 while this process's pub/sub connection to Redis (live tokens) is open, else 0: "
+    "while 0, streams get their tokens only by re-reading their Redis Streams.",
+    registry=REGISTRY,
+)
+TOKENHUB_RECONNECTS = Counter(
+    "chatbot_tokenhub_reconnects_total",
+    "Times this process's pub/sub connection was opened again after a loss or a failed try.",
+    registry=REGISTRY,
+)
 
 #: Longest a scrape waits for Redis before rendering without the worker metrics.
 REDIS_TIMEOUT_S = 2.0

@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from shared.tokenbus import Event, live_channel, parse_live, seen_pairs
+from web import metrics
 from web.pubsub import Subscriber, connect
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,7 @@ class TokenHub:
         """Keep one subscribed connection: after a loss, connect again, subscribe every
         channel listened to, and once Redis confirms, every listener re-reads its stream
         (what was published while we were away is in the streams only)."""
-        failures = 0
+        failures, lost_one = 0, False
         while not self._closing:
             try:
                 subscriber = await connect(
@@ -187,9 +188,12 @@ class TokenHub:
                 self._resync_all()
                 await asyncio.sleep(0.5)
                 continue
+            if failures or lost_one:
+                metrics.TOKENHUB_RECONNECTS.inc()
             if failures:
                 log.info("token hub reached Redis again")
                 failures = 0
+            metrics.TOKENHUB_CONNECTED.set(1)
             self._subscriber = subscriber
             self._unanswered.clear()
             # The control channel last: its confirmation comes after all the others'.
@@ -198,6 +202,8 @@ class TokenHub:
                 await asyncio.wait([subscriber.lost], timeout=KEEP_ALIVE_EVERY_S)
                 subscriber.keep_alive()
             self._subscriber = None
+            metrics.TOKENHUB_CONNECTED.set(0)
+            lost_one = True
             if not self._closing:
                 log.warning("token hub lost its Redis connection")
                 self._resync_all()

@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import AuthenticationError
 
 from shared import tokenbus
-from web import pubsub, tokenhub
+from web import metrics, pubsub, tokenhub
 from web.sse import stream_generation
 from web.tokenhub import TokenHub
 
@@ -60,6 +60,12 @@ async def _until(condition: Callable[[], bool], timeout: float = 10) -> None:
     while not condition():
         assert time.monotonic() < deadline, "waited too long"
         await asyncio.sleep(0.01)
+
+
+def _sample(name: str) -> float:
+    value = metrics.REGISTRY.get_sample_value(name)
+    assert value is not None
+    return value
 
 
 def _text(body: str) -> str:
@@ -115,9 +121,12 @@ async def test_a_lost_connection_is_replaced_and_nothing_sent_meanwhile_is_misse
     gid = str(uuid.uuid4())
     try:
         reader = asyncio.create_task(_body(hub, gid))
-        await _until(lambda: bool(hub.listening))
-        first = await _hub_connection(sync_redis, hub)
-        assert first is not None
+        deadline = time.monotonic() + 30
+        while (first := await _hub_connection(sync_redis, hub)) is None or not hub.listening:
+            assert time.monotonic() < deadline, "the hub did not connect"
+            await asyncio.sleep(0.05)
+        reconnects = _sample("chatbot_tokenhub_reconnects_total")
+        assert _sample("chatbot_tokenhub_connected") == 1
         await asyncio.sleep(0.3)  # subscribed and replayed: now following live
         await asyncio.to_thread(_append, sync_redis, gid, "token", "before")
         # Redis drops the hub's connection; what is published before it is back reaches
@@ -135,6 +144,7 @@ async def test_a_lost_connection_is_replaced_and_nothing_sent_meanwhile_is_misse
         await client.aclose()
     assert _text(body) == "before after" and "event: done" in body
     assert second["id"] != first["id"]
+    assert _sample("chatbot_tokenhub_reconnects_total") == reconnects + 1
 
 
 @pytest.fixture

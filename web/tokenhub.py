@@ -128,6 +128,7 @@ class TokenHub:
             await asyncio.wait(self._tasks, timeout=3.0)
         if self._subscriber is not None:
             self._subscriber.close()
+        metrics.TOKENHUB_CONNECTED.set(0)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, generation_id: str) -> AsyncIterator[Subscription]:
@@ -182,6 +183,7 @@ class TokenHub:
                     on_subscribed=self._on_subscribed,
                 )
             except (RedisError, OSError, TimeoutError) as exc:
+                metrics.TOKENHUB_CONNECTED.set(0)
                 if failures % 20 == 0:  # once when it starts, then every ~10 s
                     log.warning("token hub cannot reach Redis: %s", exc)
                 failures += 1

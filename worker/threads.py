@@ -134,10 +134,8 @@ class ThreadsBudget:
         worker calls this when it loads). It is kept for the process's life: opening one
         per generation (a new connection and a round trip) was ~1.5 ms before each first
         token; what other workers said meanwhile is drained when a generation starts."""
-        if self.override or self._pubsub is not None:
-            return
-        with contextlib.suppress(redis.RedisError):  # a generation tries again
-            self._pubsub = self._subscribe()
+        if not self.override:
+            self._ready()
 
     @contextlib.contextmanager
     def running(self) -> Iterator[Callable[[], int]]:

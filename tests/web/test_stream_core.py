@@ -7,7 +7,7 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import redis
@@ -19,13 +19,6 @@ from web.sse import frame, parse_last_event_id, stream_generation
 from web.tokenhub import TokenHub
 
 URL = os.environ["REDIS_URL"]
-
-
-@pytest.fixture
-def sync_redis() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(URL)
-    yield client
-    client.close()
 
 
 @pytest.fixture

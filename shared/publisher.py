@@ -44,7 +44,7 @@ class TokenPublisher:
     """Sends a generation's tokens from a background thread; see the module docstring."""
 
     def __init__(
-        self, writer: TokenWriter, *, window_s: float = 0.02, abandon_grace_s: float = 10.0
+        self, writer: TokenWriter, *, window_s: float = 0.025, abandon_grace_s: float = 10.0
     ) -> None:
         self.writer = writer
         self.window_s = window_s

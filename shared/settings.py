@@ -237,7 +237,7 @@ class Settings(BaseSettings):
         default=3600, ge=60, description="How long finished token streams stay replayable."
     )
     publish_window_s: float = Field(
-        default=0.02,
+        default=0.025,
         ge=0,
         le=1.0,
         description=(

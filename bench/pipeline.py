@@ -3,6 +3,12 @@ alone (its own process), in alternation, so both see the same machine load. Long
 give the decode rates; many short ones (a stack of their own) the added time to first
 token, whose median needs many rounds on a shared machine.
 
+Each round asks one question both ways, back to back, which goes first alternating from
+round to round (an order effect cancels). The decode ratio is the median of the rounds'
+own ratios (paired, like the workers part): this machine's speed drifts by tens of
+percent within minutes, which a ratio of two medians taken over many minutes carries
+into the figure; that ratio is kept beside it (``decode_ratio_of_medians``).
+
 Also breaks the added time to first token into hops, from the client's clock and the
 ``done`` event's timings (one host, one clock):
 - ``web``: request sent -> response headers (validation, the generation row, enqueue);
@@ -135,9 +141,10 @@ def run(
 
 
 def _pairs(rounds: int, max_new_tokens: int) -> tuple[list[tuple[dict[str, Any], Answer]], float]:
-    """(engine alone, pipeline) answers to the same questions, alternating, on a stack of
-    their own; and the median ms of one ``send_task`` there. Each pipeline answer also
-    records the CPU the web process and Redis spent while it streamed (``cpu_ms``)."""
+    """(engine alone, pipeline) answers to the same questions, back to back (which goes
+    first alternating), on a stack of their own; and the median ms of one ``send_task``
+    there. Each pipeline answer also records the CPU the web process and Redis spent while
+    it streamed (``cpu_ms``)."""
     pairs: list[tuple[dict[str, Any], Answer]] = []
     with running(workers=1, MAX_NEW_TOKENS=str(max_new_tokens)) as stack:
         engine = EngineAlone(stack.env)
@@ -146,14 +153,23 @@ def _pairs(rounds: int, max_new_tokens: int) -> tuple[list[tuple[dict[str, Any],
         try:
             engine.ask(question(99))  # warm both: first answers load pages of the model
             asyncio.run(_one(stack, question(98)))
-            for i in range(rounds):
-                alone = engine.ask(question(i))
+
+            def through_pipeline(text: str) -> Answer:
                 before = _cpu_s(web, stack)
-                piped = asyncio.run(_one(stack, question(i)))
+                piped = asyncio.run(_one(stack, text))
                 piped.cpu_ms = {
                     name: (after - before[name]) * 1000
                     for name, after in _cpu_s(web, stack).items()
                 }
+                return piped
+
+            for i in range(rounds):
+                if i % 2:  # the pipeline first in every other round
+                    piped = through_pipeline(question(i))
+                    alone = engine.ask(question(i))
+                else:
+                    alone = engine.ask(question(i))
+                    piped = through_pipeline(question(i))
                 pairs.append((alone, piped))
         finally:
             engine.close()
@@ -176,7 +192,7 @@ async def _one(stack: Stack, text: str) -> Answer:
 
 
 def summarize(pairs: list[tuple[dict[str, Any], Answer]], send_task_ms: float) -> dict[str, Any]:
-    engine_rates, pipe_rates, added, hops = [], [], [], []
+    engine_rates, pipe_rates, ratios, added, hops = [], [], [], [], []
     for alone, piped in pairs:
         if piped.done is None or piped.first_token is None or alone["ttft_ms"] is None:
             continue
@@ -185,6 +201,7 @@ def summarize(pairs: list[tuple[dict[str, Any], Answer]], send_task_ms: float) -
         if alone["tokens_per_s"] and (rate := piped.client_tokens_per_s()):
             engine_rates.append(alone["tokens_per_s"])
             pipe_rates.append(rate)
+            ratios.append(rate / alone["tokens_per_s"])
         timings = piped.done["timings"]
         web = ((piped.headers or piped.sent) - piped.sent) * 1000
         queue = timings["queue_ms"] or 0.0
@@ -205,7 +222,10 @@ def summarize(pairs: list[tuple[dict[str, Any], Answer]], send_task_ms: float) -
         "valid": len(added),
         "engine_tokens_per_s_p50": _round(engine_rate),
         "pipeline_tokens_per_s_p50": _round(pipe_rate),
-        "decode_ratio": _round(pipe_rate / engine_rate, 3) if engine_rate and pipe_rate else None,
+        "decode_ratio": _round(statistics.median(ratios), 3) if ratios else None,
+        "decode_ratio_of_medians": _round(pipe_rate / engine_rate, 3)
+        if engine_rate and pipe_rate
+        else None,
         "engine_ttft_ms_p50": _round(statistics.median(a["ttft_ms"] for a, _ in pairs)),
         "added_ttft_ms_p50": _round(percentile(added, 0.5)),
         "added_ttft_ms_p95": _round(percentile(added, 0.95)),

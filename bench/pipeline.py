@@ -8,8 +8,9 @@ round to round (an order effect cancels). The decode ratio is the median of the 
 own ratios (paired, like the workers part): this machine's speed drifts by tens of
 percent within minutes, which a ratio of two medians taken over many minutes carries
 into the figure; that ratio is kept beside it (``decode_ratio_of_medians``). A pipeline
-answer right after the engine alone's waits ``SETTLE_S``, so that the worker does not take
-the engine alone's process for a busy neighbour and start on fewer threads.
+answer right after the engine alone's waits until the worker has sampled the host's load
+since (``Stack.settle``): else the worker can take the engine alone's process for a busy
+neighbour and start on fewer threads (2 of 8 such rounds did, in a trial).
 
 Also breaks the added time to first token into hops, from the client's clock and the
 ``done`` event's timings (one host, one clock):
@@ -39,13 +40,6 @@ if __name__ == "__main__":  # run as a script: the repository root on the path
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.stack import ROOT, Answer, Stack, percentile, read_answer, running
-from shared.workers import WORKER_HEARTBEAT_S
-
-#: How long a pipeline answer waits after the engine alone's: the worker's host-load
-#: sample (``worker.hostload``, taken with each heartbeat while idle) must see the engine
-#: alone's process gone, or it counts that process as busy and the answer starts on one
-#: thread (2 of 8 rounds without the wait, none with it).
-SETTLE_S = WORKER_HEARTBEAT_S + 0.2
 
 COUNTRIES = [
     "France",
@@ -178,7 +172,7 @@ def _pairs(rounds: int, max_new_tokens: int) -> tuple[list[tuple[dict[str, Any],
                     alone = engine.ask(question(i))
                 else:
                     alone = engine.ask(question(i))
-                    time.sleep(SETTLE_S)
+                    stack.settle()  # else the worker counts the engine alone as busy
                     piped = through_pipeline(question(i))
                 pairs.append((alone, piped))
         finally:

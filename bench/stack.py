@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from shared.cli import web_command, worker_command, worker_pool  # noqa: E402
 from shared.settings import Settings  # noqa: E402
+from shared.workers import WORKER_HEARTBEAT_S, WORKERS_KEY  # noqa: E402
 from tests.redis_lease import lease_redis_db  # noqa: E402
+from worker.hostload import MIN_WINDOW_S  # noqa: E402
 
 POSTGRES_ADMIN = os.environ.get("TEST_POSTGRES_ADMIN", "postgresql://root@127.0.0.1:5432/test")
 QUESTION = "What is the capital of France?"
@@ -95,6 +97,21 @@ class Stack:
 
     def live_workers(self) -> int:
         return int(self.redis.zcount("chatbot:workers", time.time() - 10, "+inf"))
+
+    def settle(self) -> None:
+        """Wait until every worker has sampled the host's load since now, and a sampling
+        window more (``worker.hostload.MIN_WINDOW_S``): what ran until now (the engine
+        alone's process, answers that just ended) then no longer counts as a busy
+        neighbour when the next answer starts, which would start it on fewer threads. An
+        idle worker samples with each heartbeat, so this takes up to ~2.3 s."""
+        since = time.time()
+        deadline = time.monotonic() + 3 * WORKER_HEARTBEAT_S
+        while time.monotonic() < deadline:
+            # Every worker beat since (an idle one samples the load with its beat).
+            if self.redis.zcard(WORKERS_KEY) and not self.redis.zcount(WORKERS_KEY, "-inf", since):
+                break
+            time.sleep(0.05)
+        time.sleep(MIN_WINDOW_S + 0.05)
 
     def add_workers(self, count: int) -> None:
         """Start ``count`` more worker processes and wait until each has its model."""

@@ -12,6 +12,10 @@ are paired: each round runs one answer alone, then as many at once as there are 
 on the same host in the same minute, and the figure is the median of the rounds' ratios
 (``paired_vs_one_answer``; the engine's ceiling likewise, ``paired_vs_one``).
 ``aggregate_vs_one`` (against the 1-worker stage, minutes earlier) is kept beside it.
+A lone answer first waits until every worker has sampled the host's load since the answers
+before it ended (``Stack.settle``): a worker would otherwise count the workers that just
+finished as busy neighbours and start the lone answer on fewer threads, making the paired
+ratio look better than it is.
 """
 
 from __future__ import annotations
@@ -53,10 +57,12 @@ def run(
             asyncio.run(_round(stack, count))  # warm: a worker's first answer loads the model
             lone_rates = []
             for _ in range(lone):
+                stack.settle()
                 _, rates, _ = asyncio.run(_round(stack, 1))
                 lone_rates.extend(rates)
             aggregates, ratios, failures = [], [], 0
             for _ in range(rounds):
+                stack.settle()
                 alone, _, failed_alone = asyncio.run(_round(stack, 1))
                 aggregate, _, failed = asyncio.run(_round(stack, count))
                 aggregates.append(aggregate)

@@ -47,7 +47,7 @@ def run(
     *,
     counts: tuple[int, ...] = (1, 2, 4),
     lone: int = 3,
-    rounds: int = 5,
+    rounds: int = 9,
     max_new_tokens: int = 200,
 ) -> Any:
     results: dict[str, Any] = {}

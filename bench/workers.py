@@ -1,10 +1,12 @@
 """Several worker processes on one host (the threads budget at work, no THREADS setting).
 
 For 1, 2 and 4 worker processes (started one after another into the same stack): a lone
-answer's decode rate (one chat at a time), and the aggregate rate of as many concurrent
-chats as there are workers (completion tokens of all over the wall time of the round; the
-median of ``rounds`` rounds). Beside it, the ceiling: the engine alone in as many
-processes, one thread each, against one process with every core (``engine_ceiling``).
+answer's decode rate (one chat at a time, each against the engine alone asked just before
+it: ``lone_vs_engine``; the stages' ratio of it is ``lone_vs_one``), and the aggregate
+rate of as many concurrent chats as there are workers (completion tokens of all over the
+wall time of the round; the median of ``rounds`` rounds). Beside it, the ceiling: the
+engine alone in as many processes, one thread each, against one process with every core
+(``engine_ceiling``).
 
 Machine speed drifts within a run here (a shared 2-core VM: the engine alone measured 60
 to 125 tok/s on different days, and 20% apart within minutes), so the ratios that decide
@@ -46,45 +48,70 @@ async def _round(stack: Stack, chats: int) -> tuple[float, list[float], int]:
 def run(
     *,
     counts: tuple[int, ...] = (1, 2, 4),
-    lone: int = 3,
+    lone: int = 5,
     rounds: int = 9,
     max_new_tokens: int = 200,
 ) -> Any:
     results: dict[str, Any] = {}
     with running(workers=0, MAX_NEW_TOKENS=str(max_new_tokens)) as stack:
-        for count in counts:
-            stack.add_workers(count - len(stack.workers))
-            asyncio.run(_round(stack, count))  # warm: a worker's first answer loads the model
-            lone_rates = []
-            for _ in range(lone):
-                stack.settle()
-                _, rates, _ = asyncio.run(_round(stack, 1))
-                lone_rates.extend(rates)
-            aggregates, ratios, failures = [], [], 0
-            for _ in range(rounds):
-                stack.settle()
-                alone, _, failed_alone = asyncio.run(_round(stack, 1))
-                aggregate, _, failed = asyncio.run(_round(stack, count))
-                aggregates.append(aggregate)
-                ratios.append(aggregate / alone if alone else 0.0)
-                failures += failed + failed_alone
-            results[str(count)] = {
-                "lone_tokens_per_s": round(statistics.median(lone_rates), 1)
-                if lone_rates
-                else None,
-                "aggregate_tokens_per_s": round(statistics.median(aggregates), 1),
-                "paired_vs_one_answer": round(statistics.median(ratios), 3),
-                "failed": failures,
-            }
+        engine = EngineAlone({**stack.env, "THREADS": "0"})  # 0: every core
+        try:
+            engine.ask("Say hello.")  # warm: the first answer loads pages of the model
+            for count in counts:
+                stack.add_workers(count - len(stack.workers))
+                results[str(count)] = _stage(stack, engine, count, lone=lone, rounds=rounds)
+        finally:
+            engine.close()
         ceiling = engine_ceiling(stack.env, counts, rounds=rounds)
+    return {**relative(results), "engine_ceiling": ceiling}
+
+
+def relative(results: dict[str, Any]) -> dict[str, Any]:
+    """Each stage's figures against the 1-worker stage's, added to its entry."""
     one = results.get("1", {}).get("aggregate_tokens_per_s")
+    paired = results.get("1", {}).get("lone_vs_engine")
+    base = results.get("1", {}).get("lone_tokens_per_s")
     for entry in results.values():
         if one:
             entry["aggregate_vs_one"] = round(entry["aggregate_tokens_per_s"] / one, 3)
-        base = results.get("1", {}).get("lone_tokens_per_s")
+        # Paired: each stage's lone answers against the engine alone, asked just before
+        # each of them; the stages' own rates, minutes apart, are kept beside it.
+        if paired and entry["lone_vs_engine"]:
+            entry["lone_vs_one"] = round(entry["lone_vs_engine"] / paired, 3)
         if base and entry["lone_tokens_per_s"]:
-            entry["lone_vs_one"] = round(entry["lone_tokens_per_s"] / base, 3)
-    return {**results, "engine_ceiling": ceiling}
+            entry["lone_vs_one_unpaired"] = round(entry["lone_tokens_per_s"] / base, 3)
+    return results
+
+
+def _stage(
+    stack: Stack, engine: EngineAlone, count: int, *, lone: int, rounds: int
+) -> dict[str, Any]:
+    """One stage of ``count`` workers: lone answers (each against the engine alone asked
+    just before it) and paired rounds of one answer, then ``count`` at once."""
+    asyncio.run(_round(stack, count))  # warm: a worker's first answer loads the model
+    lone_rates, lone_vs_engine = [], []
+    for _ in range(lone):
+        alone_engine = engine.ask(LONG_QUESTION)["tokens_per_s"]
+        stack.settle()
+        _, rates, _ = asyncio.run(_round(stack, 1))
+        lone_rates.extend(rates)
+        if rates and alone_engine:
+            lone_vs_engine.append(rates[0] / alone_engine)
+    aggregates, ratios, failures = [], [], 0
+    for _ in range(rounds):
+        stack.settle()
+        alone, _, failed_alone = asyncio.run(_round(stack, 1))
+        aggregate, _, failed = asyncio.run(_round(stack, count))
+        aggregates.append(aggregate)
+        ratios.append(aggregate / alone if alone else 0.0)
+        failures += failed + failed_alone
+    return {
+        "lone_tokens_per_s": round(statistics.median(lone_rates), 1) if lone_rates else None,
+        "lone_vs_engine": round(statistics.median(lone_vs_engine), 3) if lone_vs_engine else None,
+        "aggregate_tokens_per_s": round(statistics.median(aggregates), 1),
+        "paired_vs_one_answer": round(statistics.median(ratios), 3),
+        "failed": failures,
+    }
 
 
 def engine_ceiling(env: dict[str, str], counts: tuple[int, ...], *, rounds: int) -> Any:

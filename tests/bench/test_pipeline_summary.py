@@ -1,4 +1,4 @@
-"""The pipeline part's summary: the decode ratio is paired round by round."""
+"""The pipeline and workers parts' summaries: their ratios are paired."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 from bench.pipeline import summarize
 from bench.stack import Answer
+from bench.workers import relative
 
 TOKENS = 200
 
@@ -39,3 +40,25 @@ def test_rounds_without_a_rate_do_not_count() -> None:
     summary = summarize([pair(100.0, 97.0), failed], send_task_ms=1.0)
     assert summary["valid"] == 1
     assert summary["decode_ratio"] == 0.97
+
+
+def test_a_lone_answer_is_compared_across_hosts_through_the_engine_alone() -> None:
+    # The 2-worker stage ran while the machine was slower: its lone answer's own rate
+    # fell with the engine alone's, which the paired figure cancels.
+    stages = relative(
+        {
+            "1": {
+                "aggregate_tokens_per_s": 100.0,
+                "lone_tokens_per_s": 100.0,
+                "lone_vs_engine": 0.95,
+            },
+            "2": {
+                "aggregate_tokens_per_s": 120.0,
+                "lone_tokens_per_s": 76.0,
+                "lone_vs_engine": 0.95,
+            },
+        }
+    )
+    assert stages["2"]["lone_vs_one"] == 1.0
+    assert stages["2"]["lone_vs_one_unpaired"] == 0.76
+    assert stages["2"]["aggregate_vs_one"] == 1.2

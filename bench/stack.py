@@ -96,7 +96,7 @@ class Stack:
         return worker_pool(Settings(gpu_layers=gpu_layers, _env_file=None))  # type: ignore[call-arg]
 
     def live_workers(self) -> int:
-        return int(self.redis.zcount("chatbot:workers", time.time() - 10, "+inf"))
+        return int(self.redis.zcount(WORKERS_KEY, time.time() - 10, "+inf"))
 
     def settle(self) -> None:
         """Wait until every worker has sampled the host's load since now, and a sampling

@@ -4,6 +4,7 @@ from the hub's first moment, authenticated, named, replaced when lost or silent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -19,8 +20,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import AuthenticationError
 
 from shared import tokenbus
+from tests.web.conftest import collect_stream
 from web import metrics, pubsub, tokenhub
-from web.sse import stream_generation
 from web.tokenhub import TokenHub
 
 URL = os.environ["REDIS_URL"]
@@ -33,18 +34,20 @@ def no_quiet_check(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def _body(hub: TokenHub, gid: str) -> str:
-    chunks = [
-        chunk
-        async for chunk in stream_generation(
-            redis=hub.client,
-            hub=hub,
-            generation_id=gid,
-            after=None,
-            keepalive_s=30,
-            shutting_down=asyncio.Event(),
-        )
-    ]
-    return b"".join(chunks).decode()
+    return b"".join(await collect_stream(hub, gid, keepalive_s=30)).decode()
+
+
+@contextlib.asynccontextmanager
+async def _running_hub() -> AsyncIterator[TokenHub]:
+    """A started hub on the test run's Redis, stopped and closed afterwards."""
+    client = aioredis.Redis.from_url(URL)
+    hub = TokenHub(client, grace_s=5.0)
+    await hub.start()
+    try:
+        yield hub
+    finally:
+        await hub.stop()
+        await client.aclose()
 
 
 async def _until(condition: Callable[[], bool], timeout: float = 10) -> None:
@@ -94,11 +97,8 @@ async def test_streams_are_live_from_the_hubs_first_moment(
     # A client that reconnects the instant a web process starts (after a deploy, all of
     # them do) subscribes before the hub's connection exists: it is subscribed with it.
     for _ in range(3):
-        client = aioredis.Redis.from_url(URL)
-        hub = TokenHub(client, grace_s=5.0)
-        await hub.start()
         gid = str(uuid.uuid4())
-        try:
+        async with _running_hub() as hub:
             reader = asyncio.create_task(_body(hub, gid))
             await _until(lambda hub=hub: hub.listener_count == 1)
             await asyncio.sleep(0.3)  # subscribed and replayed: now following live
@@ -106,20 +106,14 @@ async def test_streams_are_live_from_the_hubs_first_moment(
                 await asyncio.to_thread(_append, sync_redis, gid, "token", piece)
             await asyncio.to_thread(_append, sync_redis, gid, "done", {"status": "done"})
             body = await asyncio.wait_for(reader, timeout=30)  # no quiet check to save it
-        finally:
-            await hub.stop()
-            await client.aclose()
         assert _text(body) == "live at once" and "event: done" in body
 
 
 async def test_a_lost_connection_is_replaced_and_nothing_sent_meanwhile_is_missed(
     sync_redis: redis.Redis, no_quiet_check: None
 ) -> None:
-    client = aioredis.Redis.from_url(URL)
-    hub = TokenHub(client, grace_s=5.0)
-    await hub.start()
     gid = str(uuid.uuid4())
-    try:
+    async with _running_hub() as hub:
         reader = asyncio.create_task(_body(hub, gid))
         await _until(lambda: bool(hub.listening))
         first = await _hub_connection(sync_redis, hub)
@@ -134,9 +128,6 @@ async def test_a_lost_connection_is_replaced_and_nothing_sent_meanwhile_is_misse
         await asyncio.to_thread(_append, sync_redis, gid, "done", {"status": "done"})
         body = await asyncio.wait_for(reader, timeout=30)
         second = await _hub_connection(sync_redis, hub)  # the old one was killed
-    finally:
-        await hub.stop()
-        await client.aclose()
     assert _text(body) == "before after" and "event: done" in body
     assert second["id"] != first["id"]
     assert _sample("chatbot_tokenhub_reconnects_total") == reconnects + 1
@@ -207,10 +198,8 @@ async def test_a_silent_peer_is_pinged_then_dropped(monkeypatch: pytest.MonkeyPa
         assert not subscriber.lost.done() and b"PING" not in heard  # not quiet long yet
         await asyncio.sleep(0.3)
         subscriber.keep_alive()  # quiet: asks
-        deadline = time.monotonic() + 10
-        while b"PING" not in heard and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        assert b"PING" in heard and not subscriber.lost.done()
+        await _until(lambda: b"PING" in heard)
+        assert not subscriber.lost.done()
         await asyncio.sleep(0.3)
         subscriber.keep_alive()  # no answer: gone
         await asyncio.wait_for(subscriber.lost, timeout=10)

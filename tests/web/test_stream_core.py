@@ -14,8 +14,9 @@ import redis
 import redis.asyncio as aioredis
 
 from shared import tokenbus
+from tests.web.conftest import collect_stream
 from web import tokenhub
-from web.sse import frame, parse_last_event_id, stream_generation
+from web.sse import frame, parse_last_event_id
 from web.tokenhub import TokenHub
 
 URL = os.environ["REDIS_URL"]
@@ -52,20 +53,6 @@ def test_last_event_id_names_a_generation_and_an_entry() -> None:
     assert parse_last_event_id(f"{gid}:1700000000000-3") == (gid, "1700000000000-3")
 
 
-async def _collect(hub: TokenHub, gid: str, after: str | None = None) -> list[bytes]:
-    chunks = []
-    async for chunk in stream_generation(
-        redis=hub.client,
-        hub=hub,
-        generation_id=gid,
-        after=after,
-        keepalive_s=0.5,
-        shutting_down=asyncio.Event(),
-    ):
-        chunks.append(chunk)
-    return chunks
-
-
 def _append(client: redis.Redis, gid: str, kind: tokenbus.EventType, data: object) -> str:
     return tokenbus.append(client, gid, kind, data, ttl_s=60)
 
@@ -76,7 +63,7 @@ async def test_a_stream_replays_then_follows_live_to_its_end(
     gid = str(uuid.uuid4())
     _append(sync_redis, gid, "generation", {"attempt": 1})
     _append(sync_redis, gid, "token", "Hel")
-    reader = asyncio.create_task(_collect(hub, gid))
+    reader = asyncio.create_task(collect_stream(hub, gid))
     await asyncio.sleep(0.3)  # now following live
     for piece in ("lo", " world"):
         await asyncio.to_thread(_append, sync_redis, gid, "token", piece)
@@ -103,7 +90,7 @@ async def test_a_resumed_stream_sends_only_what_came_after(
     middle = _append(sync_redis, gid, "token", "two ")
     _append(sync_redis, gid, "token", "three")
     _append(sync_redis, gid, "done", {"status": "done"})
-    chunks = await asyncio.wait_for(_collect(hub, gid, after=middle), timeout=30)
+    chunks = await asyncio.wait_for(collect_stream(hub, gid, after=middle), timeout=30)
     body = b"".join(chunks).decode()
     assert "data: three" in body
     assert "data: one" not in body and "data: two" not in body
@@ -130,7 +117,7 @@ async def test_the_quiet_check_runs_once_per_generation_however_many_listen(
     await hub.start()
     gid = str(uuid.uuid4())
     try:
-        readers = [asyncio.create_task(_collect(hub, gid)) for _ in range(20)]
+        readers = [asyncio.create_task(collect_stream(hub, gid)) for _ in range(20)]
         while hub.listener_count < 20:
             await asyncio.sleep(0.05)
         everyone_listens.set()

@@ -3,7 +3,8 @@
 Loads the configured model as a worker would (same settings, same threads), then reads one
 question per line on stdin and answers it greedily, writing one JSON line per answer:
 ``{"ttft_ms", "tokens", "tokens_per_s"}`` (time to the first text piece, and the decode
-rate after it). The prompt is the worker's: the system prompt and the question.
+rate after it). The prompt is the worker's: the system prompt and the question. A line may
+also be JSON, ``{"question": ..., "max_new_tokens": N}``, for a shorter answer.
 
 Run: .venv/bin/python bench/engine_alone.py   (then type questions)
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -26,14 +28,17 @@ def main() -> None:
     params = SamplingParams.from_settings(settings)
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
-        question = line.strip()
+        question, overrides = line.strip(), {}
         if not question:
             continue
+        if question.startswith("{"):
+            asked = json.loads(question)
+            question, overrides = asked["question"], {"max_new_tokens": asked["max_new_tokens"]}
         messages = [ChatMessage("system", settings.system_prompt), ChatMessage("user", question)]
         started = time.perf_counter()
         prompt = engine.render_prompt(messages)
         first = last = None
-        with engine.stream(prompt, params) as stream:
+        with engine.stream(prompt, replace(params, **overrides)) as stream:
             for piece in stream:
                 if piece:
                     last = time.perf_counter()

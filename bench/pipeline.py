@@ -12,6 +12,14 @@ answer right after the engine alone's waits until the worker has sampled the hos
 since (``Stack.settle``): else the worker can take the engine alone's process for a busy
 neighbour and start on fewer threads (2 of 8 such rounds did, in a trial).
 
+Each measured answer follows a short one of its own side (``WARM_UP_TOKENS``, to the same
+``warm_up_question`` on both), so both start warm. Without it the pipeline answered after
+the settle's idle seconds in every other round and the engine alone never did, and here a
+worker's first evaluation after half a second or more of idle is slower (first token
+p50 +6 ms in the rounds after the wait, 14.5 against 8.8 ms added, in one run of 30
+rounds; the engine alone's own after 2.3 s idle: +0.5 ms), which the engine alone's
+process does not show; with the warm-ups the two orders gave 12.4 and 10.9 ms.
+
 Also breaks the added time to first token into hops, from the client's clock and the
 ``done`` event's timings (one host, one clock):
 - ``web``: request sent -> response headers (validation, the generation row, enqueue);
@@ -31,6 +39,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +71,17 @@ def question(i: int) -> str:
     return f"Tell me about {COUNTRIES[i % len(COUNTRIES)]}: its capital, history and food."
 
 
+#: Tokens of the short answer each side gives just before a measured one.
+WARM_UP_TOKENS = 8
+
+
+def warm_up_question(text: str) -> str:
+    """What each side answers (briefly) just before ``text``: the same for both sides, so
+    their engines hold the same previous prompt; unlike ``text``, so that prompt is not
+    replayed from cache."""
+    return f"In one sentence, before this: {text}"
+
+
 class EngineAlone:
     def __init__(self, env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
@@ -81,23 +101,28 @@ class EngineAlone:
             raise SystemExit("bench: the engine-alone process died")
         return dict(json.loads(line))
 
-    def send(self, text: str) -> None:
+    def send(self, text: str, max_new_tokens: int | None = None) -> None:
         """Ask without waiting for the answer (``receive`` reads it)."""
         assert self.process.stdin is not None
-        self.process.stdin.write(text + "\n")
+        line = text
+        if max_new_tokens is not None:
+            line = json.dumps({"question": text, "max_new_tokens": max_new_tokens})
+        self.process.stdin.write(line + "\n")
         self.process.stdin.flush()
 
     def receive(self) -> dict[str, Any]:
         return self._read()
 
-    def ask(self, text: str) -> dict[str, Any]:
-        self.send(text)
+    def ask(self, text: str, max_new_tokens: int | None = None) -> dict[str, Any]:
+        self.send(text, max_new_tokens)
         return self.receive()
 
     def close(self) -> None:
         if self.process.stdin:
             self.process.stdin.close()
         self.process.wait(timeout=30)
+        if self.process.stdout:
+            self.process.stdout.close()
 
 
 def time_send_task(stack: Stack, count: int = 50) -> float:
@@ -167,17 +192,35 @@ def _pairs(rounds: int, max_new_tokens: int) -> tuple[list[tuple[dict[str, Any],
                 return piped
 
             for i in range(rounds):
-                if i % 2:  # the pipeline first in every other round
-                    piped = through_pipeline(question(i))
-                    alone = engine.ask(question(i))
-                else:
-                    alone = engine.ask(question(i))
-                    stack.settle()  # else the worker counts the engine alone as busy
-                    piped = through_pipeline(question(i))
-                pairs.append((alone, piped))
+                pairs.append(paired_round(i, engine, stack, through_pipeline))
         finally:
             engine.close()
         return pairs, time_send_task(stack)
+
+
+def paired_round(
+    i: int, engine: EngineAlone, stack: Stack, through_pipeline: Callable[[str], Answer]
+) -> tuple[dict[str, Any], Answer]:
+    """Round ``i``: ``question(i)`` asked of the engine alone and through the pipeline, back
+    to back, the pipeline first in odd rounds; each side first answers the same short
+    warm-up question, and a pipeline that follows the engine alone waits for the worker's
+    next host-load sample (``Stack.settle``) before its warm-up."""
+    text, warm_up = question(i), warm_up_question(question(i))
+
+    def alone() -> dict[str, Any]:
+        engine.ask(warm_up, WARM_UP_TOKENS)
+        return engine.ask(text)
+
+    def piped() -> Answer:
+        stack.warm_up(warm_up, WARM_UP_TOKENS)
+        return through_pipeline(text)
+
+    if i % 2:
+        answer = piped()
+        return alone(), answer
+    answered = alone()
+    stack.settle()  # else the worker counts the engine alone as busy
+    return answered, piped()
 
 
 def _cpu_s(web: psutil.Process, stack: Stack) -> dict[str, float]:

@@ -113,6 +113,18 @@ class Stack:
             time.sleep(0.05)
         time.sleep(MIN_WINDOW_S + 0.05)
 
+    def warm_up(self, text: str, max_tokens: int = 8) -> None:
+        """A short answer to ``text`` through the whole stack (the OpenAI route, which takes
+        ``max_tokens``; the same queue and worker), so that the next answer finds the
+        worker, the web and the databases busy a moment ago rather than idle."""
+        model = httpx.get(f"{self.base}/v1/models").json()["data"][0]["id"]
+        body = {
+            "model": model,
+            "messages": [{"role": "user", "content": text}],
+            "max_tokens": max_tokens,
+        }
+        httpx.post(f"{self.base}/v1/chat/completions", json=body, timeout=120).raise_for_status()
+
     def add_workers(self, count: int) -> None:
         """Start ``count`` more worker processes and wait until each has its model."""
         target = len(self.workers) + count

@@ -80,7 +80,7 @@ def part_workers(quick: bool) -> dict[str, Any]:
     # 9 paired rounds: with 5, the same code's 2-worker ratio read 1.09 and 1.35 ten
     # minutes apart here, and the 1-worker control (1.0 by construction) 0.97-1.06.
     result: dict[str, Any] = workers.run(
-        lone=1 if quick else 5, rounds=1 if quick else 9, max_new_tokens=64 if quick else 200
+        lone=1 if quick else 9, rounds=1 if quick else 9, max_new_tokens=64 if quick else 200
     )
     return result
 

@@ -48,7 +48,7 @@ async def _round(stack: Stack, chats: int) -> tuple[float, list[float], int]:
 def run(
     *,
     counts: tuple[int, ...] = (1, 2, 4),
-    lone: int = 5,
+    lone: int = 9,
     rounds: int = 9,
     max_new_tokens: int = 200,
 ) -> Any:

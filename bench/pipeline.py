@@ -14,11 +14,10 @@ neighbour and start on fewer threads (2 of 8 such rounds did, in a trial).
 
 Each measured answer follows a short one of its own side (``WARM_UP_TOKENS``, to the same
 ``warm_up_question`` on both), so both start warm. Without it the pipeline answered after
-the settle's idle seconds in every other round and the engine alone never did, and here a
-worker's first evaluation after half a second or more of idle is slower (first token
-p50 +6 ms in the rounds after the wait, 14.5 against 8.8 ms added, in one run of 30
-rounds; the engine alone's own after 2.3 s idle: +0.5 ms), which the engine alone's
-process does not show; with the warm-ups the two orders gave 12.4 and 10.9 ms.
+the settle's idle seconds in every other round and the engine alone never did, and this
+VM's cores run at about half speed for the first ~0.25 s of work after an idle second
+(first token: 14.5 ms added in the rounds after the wait, 8.8 ms in the others, one run
+of 30 rounds; with 8-token warm-ups 12.4 and 10.9 ms).
 
 Also breaks the added time to first token into hops, from the client's clock and the
 ``done`` event's timings (one host, one clock):
@@ -71,8 +70,10 @@ def question(i: int) -> str:
     return f"Tell me about {COUNTRIES[i % len(COUNTRIES)]}: its capital, history and food."
 
 
-#: Tokens of the short answer each side gives just before a measured one.
-WARM_UP_TOKENS = 8
+#: Tokens of the short answer each side gives just before a measured one: enough for this
+#: VM's cores to be at full speed again after an idle second (the first ~0.25 s of work
+#: after one runs at about half speed; ``bench/workers.py``).
+WARM_UP_TOKENS = 48
 
 
 def warm_up_question(text: str) -> str:
@@ -147,7 +148,7 @@ def run(
     rounds: int = 12,
     max_new_tokens: int = 200,
     first_token_rounds: int = 0,
-    first_token_tokens: int = 8,
+    first_token_tokens: int = WARM_UP_TOKENS,
 ) -> dict[str, Any]:
     """``rounds`` long answers for the decode rates; the time to first token from
     ``first_token_rounds`` short answers (a stack of their own) when given, else from the
@@ -192,27 +193,36 @@ def _pairs(rounds: int, max_new_tokens: int) -> tuple[list[tuple[dict[str, Any],
                 return piped
 
             for i in range(rounds):
-                pairs.append(paired_round(i, engine, stack, through_pipeline))
+                # The server caps a request's tokens at its MAX_NEW_TOKENS: the same cap
+                # on both sides.
+                warm = min(WARM_UP_TOKENS, max_new_tokens)
+                pairs.append(paired_round(i, engine, stack, through_pipeline, warm_up_tokens=warm))
         finally:
             engine.close()
         return pairs, time_send_task(stack)
 
 
 def paired_round(
-    i: int, engine: EngineAlone, stack: Stack, through_pipeline: Callable[[str], Answer]
+    i: int,
+    engine: EngineAlone,
+    stack: Stack,
+    through_pipeline: Callable[[str], Answer],
+    *,
+    warm_up_tokens: int = WARM_UP_TOKENS,
 ) -> tuple[dict[str, Any], Answer]:
     """Round ``i``: ``question(i)`` asked of the engine alone and through the pipeline, back
     to back, the pipeline first in odd rounds; each side first answers the same short
-    warm-up question, and a pipeline that follows the engine alone waits for the worker's
-    next host-load sample (``Stack.settle``) before its warm-up."""
+    warm-up question (``warm_up_tokens`` long), and a pipeline that follows the engine
+    alone waits for the worker's next host-load sample (``Stack.settle``) before its
+    warm-up."""
     text, warm_up = question(i), warm_up_question(question(i))
 
     def alone() -> dict[str, Any]:
-        engine.ask(warm_up, WARM_UP_TOKENS)
+        engine.ask(warm_up, warm_up_tokens)
         return engine.ask(text)
 
     def piped() -> Answer:
-        stack.warm_up(warm_up, WARM_UP_TOKENS)
+        stack.warm_up(warm_up, warm_up_tokens)
         return through_pipeline(text)
 
     if i % 2:

@@ -4,7 +4,7 @@ Parts (each runnable alone: ``--only workers,burst``; a part's earlier result is
 when another part is rerun):
 - ``pipeline``: engine alone vs pipeline, decode ratio (20 rounds of 200-token answers,
   the median of the rounds' paired ratios)
-  and added time to first token (p50/p95 of 60 rounds of 8-token answers), with the added
+  and added time to first token (p50/p95 of 60 rounds of 48-token answers), with the added
   time split into hops (``bench/pipeline.py``), each step before the first token timed
   alone (``bench/hops.py``), and the web's and Redis's CPU per streamed answer;
 - ``workers``: 1, 2 and 4 worker processes on this host (aggregate and lone tokens/s);

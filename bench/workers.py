@@ -18,6 +18,14 @@ A lone answer first waits until every worker has sampled the host's load since t
 before it ended (``Stack.settle``): a worker would otherwise count the workers that just
 finished as busy neighbours and start the lone answer on fewer threads, making the paired
 ratio look better than it is.
+
+So do the answers it is compared with (the concurrent round, the engine alone), so that
+every measured answer starts on a host idle for the same second or two: this VM's cores
+run at about half speed for the first ~0.25 s of work after an idle second (the engine
+alone in one process, 200 tokens after 2.3 s idle: the first 16 tokens at 18 and 12
+ms/token, then 4.9 as when warm), which costs a ~1 s answer ~10%. With only the lone
+answer after the wait, the 1-worker stage's control (one answer, then one more) read 1.25
+instead of 1.0, and the lone answers' ratio to the engine alone 0.88.
 """
 
 from __future__ import annotations
@@ -91,6 +99,7 @@ def _stage(
     asyncio.run(_round(stack, count))  # warm: a worker's first answer loads the model
     lone_rates, lone_vs_engine = [], []
     for _ in range(lone):
+        stack.settle()  # the engine alone starts on an idle host too (see the docstring)
         alone_engine = engine.ask(LONG_QUESTION)["tokens_per_s"]
         stack.settle()
         _, rates, _ = asyncio.run(_round(stack, 1))
@@ -101,6 +110,7 @@ def _stage(
     for _ in range(rounds):
         stack.settle()
         alone, _, failed_alone = asyncio.run(_round(stack, 1))
+        stack.settle()
         aggregate, _, failed = asyncio.run(_round(stack, count))
         aggregates.append(aggregate)
         ratios.append(aggregate / alone if alone else 0.0)

@@ -192,10 +192,9 @@ def _pairs(rounds: int, max_new_tokens: int) -> tuple[list[tuple[dict[str, Any],
                 }
                 return piped
 
+            # The server caps a request's tokens at its MAX_NEW_TOKENS: the same on both sides.
+            warm = min(WARM_UP_TOKENS, max_new_tokens)
             for i in range(rounds):
-                # The server caps a request's tokens at its MAX_NEW_TOKENS: the same cap
-                # on both sides.
-                warm = min(WARM_UP_TOKENS, max_new_tokens)
                 pairs.append(paired_round(i, engine, stack, through_pipeline, warm_up_tokens=warm))
         finally:
             engine.close()

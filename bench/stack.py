@@ -113,7 +113,7 @@ class Stack:
             time.sleep(0.05)
         time.sleep(MIN_WINDOW_S + 0.05)
 
-    def warm_up(self, text: str, max_tokens: int = 8) -> None:
+    def warm_up(self, text: str, max_tokens: int) -> None:
         """A short answer to ``text`` through the whole stack (the OpenAI route, which takes
         ``max_tokens``; the same queue and worker), so that the next answer finds the
         worker, the web and the databases busy a moment ago rather than idle."""

@@ -28,7 +28,7 @@ class Recorder:
         self.calls.append(("alone", text, str(max_new_tokens)))
         return {"ttft_ms": 1.0}
 
-    def warm_up(self, text: str, max_tokens: int = 8) -> None:
+    def warm_up(self, text: str, max_tokens: int) -> None:
         self.calls.append(("pipeline", text, str(max_tokens)))
 
     def settle(self) -> None:

@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -113,13 +114,17 @@ class Stack:
             time.sleep(0.05)
         time.sleep(MIN_WINDOW_S + 0.05)
 
+    @cached_property
+    def served_model(self) -> str:
+        """The model the workers serve (``GET /v1/models``), asked once."""
+        return str(httpx.get(f"{self.base}/v1/models").json()["data"][0]["id"])
+
     def warm_up(self, text: str, max_tokens: int) -> None:
         """A short answer to ``text`` through the whole stack (the OpenAI route, which takes
         ``max_tokens``; the same queue and worker), so that the next answer finds the
         worker, the web and the databases busy a moment ago rather than idle."""
-        model = httpx.get(f"{self.base}/v1/models").json()["data"][0]["id"]
         body = {
-            "model": model,
+            "model": self.served_model,
             "messages": [{"role": "user", "content": text}],
             "max_tokens": max_tokens,
         }
